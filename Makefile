@@ -1,0 +1,33 @@
+# The two commands: `make up` (install, migrate, seed, serve) and `make test` (install test extras, run everything).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
+TORCH := torch==2.13.0
+
+.PHONY: install install-test up test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e '.[ui,scale]'
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e '.[ui,scale,test]'
+	touch $@
+
+up: install
+	$(BIN)/promptyard up
+
+test: install-test
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .coverage htmlcov

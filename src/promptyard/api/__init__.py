@@ -1,0 +1,36 @@
+"""The HTTP layer: Flask blueprints that parse requests (pydantic), check auth and call services."""
+
+from __future__ import annotations
+
+from flask import redirect
+from flask_openapi3 import OpenAPI
+
+from promptyard.api.errors import register_error_handlers
+from promptyard.optional import import_optional
+
+# Each module exposes `api` (an APIBlueprint or APIView); a module not yet written is skipped.
+BLUEPRINT_MODULES = (
+    "promptyard.api.health",
+    "promptyard.api.keys",
+    "promptyard.api.prompts",
+    "promptyard.api.experiments",
+    "promptyard.api.models",
+    "promptyard.api.executions",
+    "promptyard.api.openai_compat",
+    "promptyard.api.evals",
+)
+
+
+def init_app(app: OpenAPI) -> None:
+    from promptyard.api import auth
+
+    register_error_handlers(app)
+    auth.init_app(app)
+    for module_name in BLUEPRINT_MODULES:
+        module = import_optional(module_name)
+        if module is not None:
+            app.register_api(module.api)
+
+    @app.get("/api/docs", doc_ui=False)
+    def api_docs():
+        return redirect("/api/swagger", code=302)

@@ -1,0 +1,73 @@
+"""Bearer-key auth: off on a loopback bind with no keys, on otherwise; reads need viewer, writes editor."""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from flask import Flask, current_app, g, request
+
+from promptyard.config import is_loopback
+from promptyard.errors import Forbidden, Unauthorized
+from promptyard.keys import Caller, any_keys, authenticate
+
+F = TypeVar("F", bound=Callable)
+
+PUBLIC_ENDPOINTS = {"health.healthz", "static"}
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def require_role(role: str) -> Callable[[F], F]:
+    """Mark a view as needing at least `role` (the default is viewer to read, editor to write)."""
+
+    def mark(view: F) -> F:
+        view.required_role = role  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def auth_enabled() -> bool:
+    config = current_app.config
+    return bool(config.get("PROMPTYARD_ADMIN_KEY")) or not is_loopback(config["PROMPTYARD_BIND_HOST"]) or any_keys()
+
+
+def current_caller() -> Caller:
+    return g.get("caller") or Caller(role="admin", name="local")
+
+
+def _required_role() -> str:
+    view = current_app.view_functions.get(request.endpoint or "")
+    explicit = getattr(view, "required_role", None)
+    if explicit:
+        return explicit
+    return "viewer" if request.method in READ_METHODS else "editor"
+
+
+def check_request() -> None:
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return
+    if not auth_enabled():
+        g.caller = Caller(role="admin", name="local")
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized(
+            "An API key is required: send 'Authorization: Bearer <key>' (create one with 'promptyard keys create').",
+            code="missing_api_key",
+        )
+    caller = authenticate(secret.strip(), current_app.config.get("PROMPTYARD_ADMIN_KEY"))
+    if caller is None:
+        raise Unauthorized("The API key is invalid or has been revoked.", code="invalid_api_key")
+    needed = _required_role()
+    if not caller.can(needed):
+        raise Forbidden(
+            f"This needs the '{needed}' role; your key has '{caller.role}'.",
+            code="insufficient_role",
+            details={"required": needed, "role": caller.role},
+        )
+    g.caller = caller
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(check_request)

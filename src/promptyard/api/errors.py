@@ -1,0 +1,95 @@
+"""One JSON error shape everywhere: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from promptyard.errors import PromptyardError, TooManyRequests
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    503: "backend_unavailable",
+}
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    return response
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Turn pydantic errors into one readable sentence and a list of {field, problem}."""
+    problems = []
+    for err in errors:
+        location = ".".join(str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path"))
+        if err.get("type") == "extra_forbidden":
+            problem = "is not a known field"
+        elif err.get("type") == "missing":
+            problem = "is required"
+        else:
+            problem = err.get("msg", "is invalid")
+        problems.append({"field": location or "(body)", "problem": problem})
+    sentence = "; ".join(f"'{p['field']}' {p['problem']}" for p in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return f"The request is invalid: {sentence}{more}.", problems
+
+
+def validation_error_callback(exc: ValidationError) -> Response:
+    """flask-openapi3 calls this when a request does not match its pydantic schema."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    if any(err.get("type") in ("json_invalid", "model_attributes_type") for err in errors) or _is_not_object(errors):
+        return error_response(400, "malformed_request", "The request body is not a valid JSON object.")
+    message, problems = describe_validation_errors(errors)
+    return error_response(422, "validation_error", message, {"errors": problems})
+
+
+def _is_not_object(errors: list[dict[str, Any]]) -> bool:
+    return any(err.get("type") == "model_type" and not err.get("loc") for err in errors)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(PromptyardError)
+    def handle_promptyard_error(exc: PromptyardError) -> Response:
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return response
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException) -> Response:
+        if exc.response is not None:  # already a full response (e.g. from the validation callback)
+            return exc.response
+        status = exc.code or 500
+        message = {
+            400: "The request is malformed (is the body valid JSON?).",
+            404: "No such endpoint.",
+            405: "This method is not allowed on this endpoint.",
+            413: f"The request body is larger than the {app.config.get('MAX_CONTENT_LENGTH')} bytes allowed.",
+            415: "Send the body as JSON with Content-Type: application/json.",
+        }.get(status, exc.description or exc.name)
+        response = error_response(status, HTTP_CODES.get(status, "http_error"), message)
+        if status == 429:
+            response.headers["Retry-After"] = "1"
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Something went wrong on the server; it has been logged.")

@@ -1,0 +1,78 @@
+"""The application factory: nothing happens at import time; create_app builds everything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_openapi3 import Info, OpenAPI
+
+from promptyard.config import default_database_url, defaults, from_environment, instance_home
+
+
+def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
+    """Build the Flask app from defaults, the instance folder's config.py, the environment and `config`."""
+    config = dict(config or {})
+    home = instance_home(config)
+    home.mkdir(parents=True, exist_ok=True)
+
+    from promptyard.api.errors import validation_error_callback
+
+    app = OpenAPI(
+        "promptyard",
+        info=Info(title="promptyard", version=_version(), description="A workbench for code LLMs."),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        doc_prefix="/api",
+        doc_url="/openapi.json",
+        validation_error_status=422,
+        validation_error_callback=validation_error_callback,
+        instance_path=str(home),
+        instance_relative_config=True,
+    )
+    # Later sources win: defaults, instance/config.py, the environment, the caller's config.
+    app.config.from_mapping(defaults())
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_mapping(from_environment())
+    app.config.from_mapping(config)
+    app.config["PROMPTYARD_HOME"] = str(home)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = app.config.get("DATABASE_URL") or default_database_url(str(home))
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["PROMPTYARD_MAX_BODY_BYTES"])
+    app.json.sort_keys = False
+
+    from promptyard import db, migrations
+    from promptyard.api import init_app as init_api
+
+    db.init_app(app)
+    migrations.init_app(app)
+    init_api(app)
+    _init_optional(app)
+    return app
+
+
+def _init_optional(app: OpenAPI) -> None:
+    """Extensions added by later layers register themselves here, each with its own init_app."""
+    from promptyard.optional import import_optional
+
+    for module_name in app.config.get("PROMPTYARD_EXTENSIONS", DEFAULT_EXTENSIONS):
+        module = import_optional(module_name)
+        if module is not None and hasattr(module, "init_app"):
+            module.init_app(app)
+
+
+# Resource modules with an init_app(app); a module not yet present is skipped.
+DEFAULT_EXTENSIONS = (
+    "promptyard.plugins.registry",
+    "promptyard.execution",
+    "promptyard.jobs",
+    "promptyard.evals",
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("promptyard")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,71 @@
+"""Configuration: typed defaults, overridden by the instance folder, the environment and the caller."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class Settings:
+    """Every setting promptyard reads; each field's metadata carries its help text."""
+
+    PROMPTYARD_HOME: str = field(
+        default="instance", metadata={"help": "Instance folder: SQLite file, logs, model cache index."}
+    )
+    DATABASE_URL: str | None = field(
+        default=None, metadata={"help": "SQLAlchemy URL; default SQLite in the instance folder."}
+    )
+    REDIS_URL: str | None = field(
+        default=None, metadata={"help": "Redis for the response cache and rate-limit storage."}
+    )
+    PROMPTYARD_BROKER_URL: str | None = field(
+        default=None, metadata={"help": "Celery broker; unset means in-process background jobs."}
+    )
+    PROMPTYARD_ADMIN_KEY: str | None = field(
+        default=None, metadata={"help": "Bootstrap admin API key (for example a Space secret)."}
+    )
+    PROMPTYARD_BIND_HOST: str = field(
+        default="127.0.0.1", metadata={"help": "Host the API is bound to; auth is off only on loopback."}
+    )
+    PROMPTYARD_MAX_BODY_BYTES: int = field(
+        default=2 * 1024 * 1024, metadata={"help": "Largest request body accepted (413 beyond)."}
+    )
+    PROMPTYARD_RATE_LIMIT: str = field(
+        default="600 per minute", metadata={"help": "Default per-key rate limit."}
+    )
+
+
+ENV_KEYS = [f.name for f in fields(Settings)]
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(Settings)}
+
+
+def from_environment() -> dict[str, Any]:
+    """The settings the environment sets, converted to their field types."""
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = os.environ.get(f.name)
+        if raw not in (None, ""):
+            values[f.name] = int(raw) if f.type in ("int", int) else raw
+    return values
+
+
+def instance_home(overrides: dict[str, Any] | None = None) -> Path:
+    """The instance folder: the caller's, else the environment's, else ./instance."""
+    home = (overrides or {}).get("PROMPTYARD_HOME") or os.environ.get("PROMPTYARD_HOME") or Settings.PROMPTYARD_HOME
+    return Path(home).resolve()
+
+
+def default_database_url(home: str) -> str:
+    return f"sqlite:///{Path(home) / 'promptyard.db'}"
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")

@@ -1,0 +1,121 @@
+"""Shared fixtures: an app on SQLite and on the real PostgreSQL, its client, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, settings
+from sqlalchemy import create_engine, text
+
+from promptyard import create_app
+from promptyard.db import db
+
+settings.register_profile(
+    "promptyard", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile("promptyard")
+
+PG_ADMIN_URL = os.environ.get("PROMPTYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("PROMPTYARD_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def service_missing(what: str) -> None:
+    """Skip a test whose service is down, but fail it when CI says services are required."""
+    if os.environ.get("PROMPTYARD_REQUIRE_SERVICES"):
+        pytest.fail(f"{what} is required (PROMPTYARD_REQUIRE_SERVICES is set) but not reachable")
+    pytest.skip(f"{what} is not reachable")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this test run (one per xdist worker), dropped at the end."""
+    name = f"promptyard_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means the service is not there
+        admin.dispose()
+        service_missing(f"PostgreSQL at {PG_ADMIN_URL} ({exc.__class__.__name__})")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        service_missing(f"Redis at {REDIS_URL} ({exc.__class__.__name__})")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def make_app(database_url: str, home, **config):
+    return create_app(
+        {
+            "TESTING": True,
+            "PROMPTYARD_HOME": str(home),
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "PROMPTYARD_ADMIN_KEY": None,
+            **config,
+        }
+    )
+
+
+@pytest.fixture
+def app_config():
+    """Extra config for the `app` fixture; override in a test module to change it."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, app_config):
+    """An app with a clean schema on each backend."""
+    app = make_app(database_url, tmp_path / "home", **app_config)
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+        if database_url.startswith("postgresql"):
+            # Emptying the tables is much faster than dropping them between tests.
+            names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+            with db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def cli(app):
+    """Invoke the real `promptyard` command group against the test app."""
+    from flask.cli import ScriptInfo
+
+    from promptyard.cli import main
+
+    runner = app.test_cli_runner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(main, list(args), obj=ScriptInfo(create_app=lambda: app), input=input)
+
+    return invoke
