@@ -1,0 +1,145 @@
+"""The plugin interface. Plugins never import Flask or the database: prompt and params in, text and numbers out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Generator, Iterator, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A plain prompt string, or a chat: [{"role": "system"|"user"|"assistant", "content": "..."}].
+PromptInput = Union[str, list[dict[str, str]]]
+
+STATUSES = ("available", "not_downloaded", "loaded", "error")
+
+
+class GenerationParams(BaseModel):
+    """Generation parameters, with the transformers names; anything else is refused (422 naming it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(256, ge=1, le=32768, description="Most tokens to generate.")
+    temperature: float = Field(1.0, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    do_sample: bool = Field(False, description="Sample instead of greedy decoding.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed for sampling.")
+    stop: list[str] = Field(default_factory=list, max_length=16, description="Stop sequences (not included).")
+
+    def is_deterministic(self) -> bool:
+        """Greedy decoding, or sampling with a fixed seed, gives the same text each time."""
+        return not self.do_sample or self.temperature == 0 or self.seed is not None
+
+
+@dataclass
+class Generation:
+    """What one generation produced."""
+
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    finish_reason: Literal["stop", "length", "cancelled", "error"] | str = "stop"
+    # Milliseconds: "load" (model load inside this call), "first_token", "generate" (whole generation).
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AgentTool(ABC):
+    """Anything an agent can call: a name, a description, a JSON-schema input and execute()."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    kind: ClassVar[str] = "tool"
+    input_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
+
+    @abstractmethod
+    def execute(self, **kwargs: Any) -> dict[str, Any]:
+        """Run the tool on validated input; returns a JSON-able dict."""
+
+
+class LLMPlugin(AgentTool):
+    """A model backend. One instance serves one registered model (its `source`)."""
+
+    kind: ClassVar[str] = "llm"
+    input_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "prompt": {
+                "description": "A prompt string or a list of chat messages.",
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "object", "properties": {
+                        "role": {"type": "string"}, "content": {"type": "string"}}}},
+                ],
+            },
+            "params": GenerationParams.model_json_schema(),
+        },
+        "required": ["prompt"],
+    }
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        revision: str | None = None,
+        quantization: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.source = source
+        self.revision = revision
+        self.quantization = quantization
+        self.options = dict(options or {})
+
+    @abstractmethod
+    def generate(self, prompt: PromptInput, params: GenerationParams) -> Generation:
+        """Generate the whole completion."""
+
+    @abstractmethod
+    def stream(self, prompt: PromptInput, params: GenerationParams) -> Generator[str, None, Generation]:
+        """Yield text deltas as they are produced; the generator returns the final Generation."""
+
+    def load(self) -> None:
+        """Make the model ready (download nothing: a missing model is an error)."""
+
+    def unload(self) -> None:
+        """Free what load() took."""
+
+    def status(self) -> str:
+        """One of STATUSES."""
+        return "available"
+
+    def context_length(self) -> int | None:
+        """Most tokens of input plus output the model accepts, when known."""
+        return None
+
+    def count_tokens(self, prompt: PromptInput) -> int | None:
+        """Tokens the prompt takes, when the plugin can tell without generating."""
+        return None
+
+    def execute(self, **kwargs: Any) -> dict[str, Any]:
+        params = GenerationParams.model_validate(kwargs.get("params") or {})
+        return self.generate(kwargs["prompt"], params).to_dict()
+
+
+class StreamResult:
+    """Iterate a plugin's stream() and keep the Generation it returns at the end."""
+
+    def __init__(self, stream: Generator[str, None, Generation]) -> None:
+        self._stream = stream
+        self.generation: Generation | None = None
+        self.text = ""
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                delta = next(self._stream)
+                self.text += delta
+                yield delta
+        except StopIteration as stop:
+            self.generation = stop.value or Generation(text=self.text)
+
+    def close(self) -> None:
+        """Stop generation early (a client went away); the plugin's generator sees GeneratorExit."""
+        self._stream.close()
