@@ -63,6 +63,7 @@ def _init_optional(app: OpenAPI) -> None:
 # Resource modules with an init_app(app); a module not yet present is skipped.
 DEFAULT_EXTENSIONS = (
     "promptyard.plugins.registry",
+    "promptyard.models",
     "promptyard.execution",
     "promptyard.jobs",
     "promptyard.evals",

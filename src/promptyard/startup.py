@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 # "module:function" hooks run in order inside an app context; a module not yet written is skipped.
 STARTUP_HOOKS = (
     "promptyard.prompts.starter:seed_starter_library",
-    "promptyard.plugins.presets:register_presets",
+    "promptyard.models.service:register_presets",
     "promptyard.execution.recovery:recover_interrupted",
     "promptyard.evals.runs:resume_interrupted_runs",
 )
