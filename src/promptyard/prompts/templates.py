@@ -127,7 +127,9 @@ def normalize_variables(declared: list[dict[str, Any]] | None, template: str) ->
                 details={"variable": name, "fields": sorted(unknown)},
             )
         if name in seen:
-            raise TemplateError(f"Variable '{name}' is declared twice.", code="invalid_variables", details={"variable": name})
+            raise TemplateError(
+                f"Variable '{name}' is declared twice.", code="invalid_variables", details={"variable": name}
+            )
         seen.add(name)
         kind = item.get("type", "string")
         if kind not in VARIABLE_TYPES:
@@ -147,11 +149,14 @@ def normalize_variables(declared: list[dict[str, Any]] | None, template: str) ->
             raise TemplateError(
                 f"Variable '{name}': the default is not a {kind}.", code="invalid_variables", details={"variable": name}
             )
-        result.append({"name": name, "type": kind, "required": required, "default": default, "description": description})
+        result.append(
+            {"name": name, "type": kind, "required": required, "default": default, "description": description}
+        )
     undeclared = [n for n in read if n not in seen]
     if undeclared:
         raise TemplateError(
-            f"The template reads undeclared variable(s): {', '.join(undeclared)}; declare them or leave 'variables' out.",
+            f"The template reads undeclared variable(s): {', '.join(undeclared)}; "
+            "declare them or leave 'variables' out.",
             code="invalid_template",
             details={"undeclared": undeclared},
         )
