@@ -91,6 +91,7 @@ def add_version(
         row = build_version(number, template, variables, params, message, author)
         row.prompt_id = prompt.id
         db.session.add(row)
+        prompt.updated_at = utcnow()
         try:
             db.session.commit()
             return row, True
