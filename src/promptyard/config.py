@@ -36,7 +36,11 @@ class Settings:
         default=2 * 1024 * 1024, metadata={"help": "Largest request body accepted (413 beyond)."}
     )
     PROMPTYARD_RATE_LIMIT: str = field(
-        default="600 per minute", metadata={"help": "Default per-key rate limit."}
+        default="600 per minute",
+        metadata={"help": "Per-key (or per-address without a key) rate limit, e.g. '600 per minute'; 'off' disables."},
+    )
+    PROMPTYARD_RATE_LIMIT_PREFIX: str = field(
+        default="promptyard", metadata={"help": "Prefix of the rate-limit counters in Redis (share it across workers)."}
     )
 
 
