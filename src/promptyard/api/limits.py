@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import parse_many
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from promptyard.api.errors import error_response
 
@@ -23,8 +24,16 @@ def rate_limit_key() -> str:
     return "addr:" + (request.remote_addr or "unknown")
 
 
+def reject_oversized_body() -> None:
+    """413 for any declared body over MAX_CONTENT_LENGTH, before a view decides whether to read it."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+
+
 def init_app(app: Flask) -> None:
-    """Attach a limiter of its own to `app` (each app keeps its own counters and settings)."""
+    """Refuse oversized bodies, then attach a limiter of its own to `app` (own counters and settings)."""
+    app.before_request(reject_oversized_body)
     limit = str(app.config.get("PROMPTYARD_RATE_LIMIT") or "").strip()
     if not limit or limit.lower() == "off":
         return
