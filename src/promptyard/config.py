@@ -56,8 +56,15 @@ def from_environment() -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = os.environ.get(f.name)
-        if raw not in (None, ""):
-            values[f.name] = int(raw) if f.type in ("int", int) else raw
+        if raw in (None, ""):
+            continue
+        if f.type in ("int", int):
+            try:
+                values[f.name] = int(raw)
+            except ValueError:
+                raise ValueError(f"{f.name} must be a whole number, not {raw!r}.") from None
+        else:
+            values[f.name] = raw
     return values
 
 
