@@ -1,4 +1,8 @@
-"""The `transformers` backend: causal or seq2seq Hugging Face models from a hub id or a local folder."""
+"""The `transformers` backend: causal or seq2seq Hugging Face models from a hub id or a local folder.
+
+torch and transformers are imported when a model is first used, not when the plugin registry discovers
+this module, so that starting the API or the CLI stays fast.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,7 @@ import threading
 import time
 from typing import Any, Generator
 
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
+from typing import TYPE_CHECKING
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput
@@ -27,11 +23,14 @@ from promptyard.plugins.hf_files import (
     looks_like_path,
     missing_weights_error,
 )
-from promptyard.plugins.textgen import StopBuffer, StopOnEvent, StopOnText, cut_at_stop, prompt_to_text
+from promptyard.plugins.textgen import StopBuffer, cut_at_stop, prompt_to_text
+
+if TYPE_CHECKING:
+    import torch
 
 # Accepted spellings of `quantization`; None means full precision.
 QUANTIZATIONS = {"none": None, "4bit": "4bit", "nf4": "4bit", "8bit": "8bit", "int8": "8bit"}
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "float16", "bfloat16")
 CONTEXT_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 # How long closing a stream waits for the generation thread to notice (it stops at the next token).
 STREAM_JOIN_SECONDS = 10.0
@@ -124,6 +123,8 @@ class TransformersPlugin(LLMPlugin):
     # --- loading ---------------------------------------------------------------------------------------------
 
     def _load_config(self, path: str):
+        from transformers import AutoConfig
+
         try:
             return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
         except ValueError as exc:
@@ -149,6 +150,8 @@ class TransformersPlugin(LLMPlugin):
 
     def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
         """CUDA with bf16 (fp16 where bf16 is missing) when present, else CPU in fp32; options override."""
+        import torch
+
         requested = self.options.get("device")
         try:
             device = torch.device(requested) if requested else None
@@ -163,7 +166,7 @@ class TransformersPlugin(LLMPlugin):
             if dtype_name not in DTYPES:
                 raise Unprocessable(f"Unknown dtype '{dtype_name}'; use one of: {', '.join(DTYPES)}.",
                                     code="invalid_dtype")
-            return device, DTYPES[dtype_name]
+            return device, getattr(torch, dtype_name)
         if device.type == "cuda":
             return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return device, torch.float32
@@ -196,6 +199,8 @@ class TransformersPlugin(LLMPlugin):
         return BitsAndBytesConfig(load_in_8bit=True)
 
     def load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
         with self._load_lock:
             if self.model is not None:
                 return
@@ -227,6 +232,8 @@ class TransformersPlugin(LLMPlugin):
             self.last_error = None
 
     def unload(self) -> None:
+        import torch
+
         with self._load_lock:
             on_cuda = self.model is not None and self.device is not None and self.device.type == "cuda"
             self.model = None
@@ -243,6 +250,8 @@ class TransformersPlugin(LLMPlugin):
         return _ms(started)
 
     def _tokenizer(self):
+        from transformers import AutoTokenizer
+
         if self.tokenizer is None:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self._model_path(), local_files_only=True, trust_remote_code=self.trust_remote_code
@@ -307,6 +316,10 @@ class TransformersPlugin(LLMPlugin):
         return kwargs
 
     def _stopping(self, params: GenerationParams, prompt_length: int, cancel: threading.Event | None):
+        from transformers import StoppingCriteriaList
+
+        from promptyard.plugins.stopping import StopOnEvent, StopOnText
+
         criteria = StoppingCriteriaList()
         if params.stop:
             start = 0 if self.is_encoder_decoder else prompt_length
@@ -316,6 +329,8 @@ class TransformersPlugin(LLMPlugin):
         return criteria
 
     def _seed(self, params: GenerationParams) -> None:
+        import torch
+
         if params.do_sample and params.seed is not None:
             torch.manual_seed(params.seed)
             if torch.cuda.is_available():
@@ -337,6 +352,8 @@ class TransformersPlugin(LLMPlugin):
         return "length" if len(new_ids) >= max_new_tokens else "stop"
 
     def generate(self, prompt: PromptInput, params: GenerationParams) -> Generation:
+        import torch
+
         load_ms = self._ensure_loaded()
         inputs = self._encode(prompt)
         prompt_length = inputs["input_ids"].shape[1]
@@ -363,6 +380,9 @@ class TransformersPlugin(LLMPlugin):
         )
 
     def stream(self, prompt: PromptInput, params: GenerationParams) -> Generator[str, None, Generation]:
+        import torch
+        from transformers import TextIteratorStreamer
+
         load_ms = self._ensure_loaded()
         inputs = self._encode(prompt)
         prompt_length = inputs["input_ids"].shape[1]
