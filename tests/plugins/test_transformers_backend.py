@@ -298,3 +298,45 @@ def test_remote_code_needs_the_explicit_opt_in(tmp_path, tiny_gpt2_dir):
         TransformersPlugin(str(folder)).load()
     assert caught.value.code == "trust_remote_code_required"
     assert "trust_remote_code" in caught.value.message
+
+
+def test_cuda_gets_bfloat16_or_float16(monkeypatch, tiny_gpt2_dir):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    plugin = TransformersPlugin(str(tiny_gpt2_dir))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert plugin._device_and_dtype() == (torch.device("cuda"), torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert plugin._device_and_dtype() == (torch.device("cuda"), torch.float16)
+
+
+def test_quantization_on_cuda_without_bitsandbytes_names_the_package(monkeypatch, tiny_gpt2_dir):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+    plugin = TransformersPlugin(str(tiny_gpt2_dir), quantization="nf4")
+    with pytest.raises(Unprocessable) as caught:
+        plugin.load()
+    assert caught.value.code == "quantization_unavailable"
+    assert "bitsandbytes" in caught.value.message
+    assert plugin.model is None
+
+
+@pytest.mark.parametrize("options, code", [({"dtype": "float8"}, "invalid_dtype"), ({"device": "warp"}, "invalid_device")])
+def test_bad_device_or_dtype_options_are_refused(tiny_gpt2_dir, options, code):
+    with pytest.raises(Unprocessable) as caught:
+        TransformersPlugin(str(tiny_gpt2_dir), options=options).load()
+    assert caught.value.code == code
+
+
+def test_an_evicted_model_finishes_the_generation_in_flight(tiny_gpt2_dir):
+    plugin = TransformersPlugin(str(tiny_gpt2_dir))
+    expected = plugin.generate(PROMPT, GenerationParams(max_new_tokens=20)).text
+    stream = plugin.stream(PROMPT, GenerationParams(max_new_tokens=20))
+    first = next(stream)
+    plugin.unload()
+    assert first + "".join(stream) == expected
+    assert plugin.status() == "available"

@@ -68,7 +68,7 @@ class TransformersPlugin(LLMPlugin):
         self.is_encoder_decoder = False
         self.device: torch.device | None = None
         self.last_error: str | None = None
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()
         # One generation at a time per model: torch's global RNG makes seeded sampling unsafe to interleave,
         # and the execution queue already bounds how many requests wait here.
         self._generate_lock = threading.Lock()
@@ -241,13 +241,18 @@ class TransformersPlugin(LLMPlugin):
             if on_cuda:
                 torch.cuda.empty_cache()
 
-    def _ensure_loaded(self) -> float:
-        """Load when needed; the milliseconds it took (0 when already loaded)."""
-        if self.model is not None:
-            return 0.0
-        started = time.perf_counter()
-        self.load()
-        return _ms(started)
+    def _ready(self) -> tuple[Any, float]:
+        """The model (loading it when needed) and the milliseconds loading took in this call.
+
+        Callers generate with this reference, not self.model: when the ModelManager evicts the model meanwhile,
+        the generation in flight finishes and the memory is freed after it.
+        """
+        with self._load_lock:
+            if self.model is not None:
+                return self.model, 0.0
+            started = time.perf_counter()
+            self.load()
+            return self.model, _ms(started)
 
     def _tokenizer(self):
         from transformers import AutoTokenizer
@@ -294,9 +299,9 @@ class TransformersPlugin(LLMPlugin):
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's usual ones.
         inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not templated)
         inputs.pop("token_type_ids", None)
-        return {key: value.to(self.model.device) for key, value in inputs.items()}
+        return {key: value.to(self.device) for key, value in inputs.items()}
 
-    def _generation_kwargs(self, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
+    def _generation_kwargs(self, model, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
         max_new_tokens = params.max_new_tokens
         limit = self.context_length()
         if limit is not None and not self.is_encoder_decoder:
@@ -311,7 +316,7 @@ class TransformersPlugin(LLMPlugin):
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
             kwargs["do_sample"] = False
-        if self.model.generation_config.pad_token_id is None:
+        if model.generation_config.pad_token_id is None:
             kwargs["pad_token_id"] = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         return kwargs
 
@@ -354,16 +359,16 @@ class TransformersPlugin(LLMPlugin):
     def generate(self, prompt: PromptInput, params: GenerationParams) -> Generation:
         import torch
 
-        load_ms = self._ensure_loaded()
+        model, load_ms = self._ready()
         inputs = self._encode(prompt)
         prompt_length = inputs["input_ids"].shape[1]
-        kwargs = self._generation_kwargs(params, prompt_length)
+        kwargs = self._generation_kwargs(model, params, prompt_length)
         started = time.perf_counter()
         with self._generate_lock:
             self._seed(params)
             try:
                 with torch.inference_mode():
-                    output = self.model.generate(
+                    output = model.generate(
                         **inputs, **kwargs, stopping_criteria=self._stopping(params, prompt_length, None)
                     )
             except (RuntimeError, ValueError) as exc:
@@ -383,10 +388,10 @@ class TransformersPlugin(LLMPlugin):
         import torch
         from transformers import TextIteratorStreamer
 
-        load_ms = self._ensure_loaded()
+        model, load_ms = self._ready()
         inputs = self._encode(prompt)
         prompt_length = inputs["input_ids"].shape[1]
-        kwargs = self._generation_kwargs(params, prompt_length)
+        kwargs = self._generation_kwargs(model, params, prompt_length)
         cancel = threading.Event()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         outcome: dict[str, Any] = {}
@@ -399,7 +404,7 @@ class TransformersPlugin(LLMPlugin):
                 self._seed(params)
                 try:
                     with torch.inference_mode():
-                        outcome["output"] = self.model.generate(
+                        outcome["output"] = model.generate(
                             **inputs, **kwargs, streamer=streamer,
                             stopping_criteria=self._stopping(params, prompt_length, cancel),
                         )
