@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
 from promptyard.plugins.base import GenerationParams, StreamResult
+from promptyard.plugins.hf_loading import choose_device_and_dtype
 from promptyard.plugins.transformers_backend import TransformersPlugin
 
 PROMPT = "def add(a, b):"
@@ -300,13 +301,13 @@ def test_remote_code_needs_the_explicit_opt_in(tmp_path, tiny_gpt2_dir):
     assert "trust_remote_code" in caught.value.message
 
 
-def test_cuda_gets_bfloat16_or_float16(monkeypatch, tiny_gpt2_dir):
+def test_cuda_gets_bfloat16_or_float16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    plugin = TransformersPlugin(str(tiny_gpt2_dir))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert plugin._device_and_dtype() == (torch.device("cuda"), torch.bfloat16)
+    assert choose_device_and_dtype({}) == (torch.device("cuda"), torch.bfloat16)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert plugin._device_and_dtype() == (torch.device("cuda"), torch.float16)
+    assert choose_device_and_dtype({}) == (torch.device("cuda"), torch.float16)
+    assert choose_device_and_dtype({"dtype": "float32"}) == (torch.device("cuda"), torch.float32)
 
 
 def test_quantization_on_cuda_without_bitsandbytes_names_the_package(monkeypatch, tiny_gpt2_dir):
