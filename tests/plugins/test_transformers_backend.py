@@ -341,3 +341,12 @@ def test_an_evicted_model_finishes_the_generation_in_flight(tiny_gpt2_dir):
     plugin.unload()
     assert first + "".join(stream) == expected
     assert plugin.status() == "available"
+
+
+def test_a_chat_template_that_refuses_the_messages_is_a_422(tiny_t5_dir):
+    refusing = "{{ raise_exception('system messages are not supported') }}"
+    plugin = TransformersPlugin(str(tiny_t5_dir), options={"prompt_format": refusing})
+    with pytest.raises(Unprocessable) as caught:
+        plugin.count_tokens(CHAT)
+    assert caught.value.code == "chat_template_error"
+    assert "system messages are not supported" in caught.value.message
