@@ -1,0 +1,93 @@
+"""Text generation pieces shared by backends (no torch here): chat formatting, stop sequences, a held-back stream."""
+
+from __future__ import annotations
+
+from promptyard.errors import Unprocessable
+from promptyard.plugins.base import PromptInput
+
+# Named prompt formats for models whose tokenizer has no chat template (Jinja, like chat templates).
+PROMPT_FORMATS = {
+    # WhiteRabbitNeo and other Vicuna-style models: "SYSTEM: ...\nUSER: ...\nASSISTANT:".
+    "system-user-assistant": (
+        "{% for message in messages %}{{ message['role'] | upper }}: {{ message['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    ),
+}
+
+
+def plain_chat(messages: list[dict[str, str]]) -> str:
+    """A chat as plain text when the model has no chat format: one `role: content` line each, then `assistant:`."""
+    lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
+    return "\n".join(lines + ["assistant:"])
+
+
+def check_messages(messages: object) -> None:
+    """A chat is a non-empty list of {"role": str, "content": str} objects."""
+    if not isinstance(messages, list) or not messages:
+        raise Unprocessable("A chat prompt must be a non-empty list of messages.", code="invalid_messages")
+    for index, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise Unprocessable(
+                f"Message {index} must be an object with a string 'role' and a string 'content'.",
+                code="invalid_messages", details={"index": index},
+            )
+
+
+def prompt_to_text(prompt: PromptInput, tokenizer, prompt_format: str | None) -> tuple[str, bool]:
+    """The text to encode and whether a chat template made it: the tokenizer's, else the prompt format's."""
+    if isinstance(prompt, str):
+        return prompt, False
+    check_messages(prompt)
+    template = getattr(tokenizer, "chat_template", None) or PROMPT_FORMATS.get(prompt_format or "", prompt_format)
+    if template:
+        try:
+            text = tokenizer.apply_chat_template(
+                prompt, chat_template=template, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # noqa: BLE001 - templates raise anything (jinja errors, raise_exception(...))
+            raise Unprocessable(f"The model's chat template refused these messages: {exc}",
+                                code="chat_template_error") from exc
+        return text, True
+    return plain_chat(prompt), False
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """The text before the earliest stop sequence, and whether one was found."""
+    positions = [text.find(stop) for stop in stops if stop]
+    found = [p for p in positions if p >= 0]
+    if not found:
+        return text, False
+    return text[: min(found)], True
+
+
+class StopBuffer:
+    """Holds back streamed text that could be the start of a stop sequence, so no stop text is ever emitted."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.text = ""
+        self.emitted = 0
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """Add generated text; returns what can be emitted now."""
+        if self.stopped:
+            return ""
+        self.text += piece
+        cut, found = cut_at_stop(self.text, self.stops)
+        if found:
+            self.stopped = True
+            self.text = cut
+            return self._emit(len(cut))
+        return self._emit(max(self.emitted, len(self.text) - self.hold))
+
+    def flush(self) -> str:
+        """Everything not emitted yet (generation ended without a stop)."""
+        return self._emit(len(self.text))
+
+    def _emit(self, upto: int) -> str:
+        piece = self.text[self.emitted:upto]
+        self.emitted = max(self.emitted, upto)
+        return piece
