@@ -162,3 +162,66 @@ def kill_uid(uid: int) -> None:
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
+
+
+CLONE_NEWNS = 0x00020000
+MS_BIND, MS_REC, MS_PRIVATE, MS_RDONLY, MS_REMOUNT = 4096, 16384, 1 << 18, 1, 32
+MNT_DETACH = 2
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda s: s.encode() if s is not None else None)
+    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The top-most ancestor of `path` that other users may not traverse (mode without o+x), if any."""
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    current = ""
+    for part in parts[:-1]:
+        current += os.sep + part
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return current
+        except OSError:
+            return None
+    return None
+
+
+def expose_python(paths: list[str]) -> list[str]:
+    """Let an unprivileged sample import the interpreter's own files when they sit under a private home.
+
+    In a private mount namespace (once per worker) a closed directory such as /root is covered by an empty
+    tmpfs and only the interpreter's folders are bind-mounted back: the sample sees Python, nothing else there.
+    Returns the directories covered; raises OSError when the kernel refuses.
+    """
+    needed: dict[str, list[str]] = {}
+    for path in paths:
+        if path and os.path.isdir(path):
+            closed = _closed_ancestor(path)
+            if closed:
+                needed.setdefault(closed, []).append(os.path.abspath(path))
+    if not needed:
+        return []
+    if not unshare(CLONE_NEWNS):
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) refused")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    import tempfile
+
+    for closed, inner in needed.items():
+        # Keep only outermost folders; stage them before the tmpfs hides the originals.
+        inner = sorted(p for p in set(inner) if not any(p != q and p.startswith(q + os.sep) for q in inner))
+        stages = []
+        for path in inner:
+            stage = tempfile.mkdtemp(prefix="promptyard-stage-")
+            _mount(path, stage, None, MS_BIND | MS_REC)
+            stages.append((path, stage))
+        _mount("tmpfs", closed, "tmpfs", 0, "mode=0755,size=1m")
+        for path, stage in stages:
+            os.makedirs(path, exist_ok=True)
+            _mount(stage, path, None, MS_BIND | MS_REC)
+            _libc.umount2(stage.encode(), MNT_DETACH)
+            os.rmdir(stage)
+        _mount(None, closed, None, MS_REMOUNT | MS_RDONLY)
+    return sorted(needed)

@@ -22,6 +22,8 @@ PRELOADED = (
 
 # Set once at worker start: whether the worker (and so every child) already sits in its own network namespace.
 NETWORK_NAMESPACE = [False]
+# Set when the interpreter could not be made readable for the sandbox uid: samples then keep uid 0.
+NO_UID_DROP: list[str | None] = [None]
 
 _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
 
@@ -33,9 +35,11 @@ def _child(job: dict, nonce: bytearray, workdir: str, fds: dict, slot: int) -> N
     isolation.enter_namespaces(
         info, use_namespaces=job.get("namespaces", True), have_network_namespace=NETWORK_NAMESPACE[0]
     )
-    will_drop = os.geteuid() == 0 and not info.user_namespace
+    will_drop = os.geteuid() == 0 and not info.user_namespace and NO_UID_DROP[0] is None
     if will_drop:
         info.uid = isolation.slot_uid(slot)
+    elif NO_UID_DROP[0]:
+        info.notes.append(NO_UID_DROP[0])
     os.write(fds["result"], (json.dumps({"isolation": info.to_dict()}) + "\n").encode())
     pid = os.fork()
     if pid == 0:
@@ -206,6 +210,15 @@ def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> di
     return {**base, "verdict": "crashed", "detail": f"exited with status {code} before the tests finished"}
 
 
+def _expose_interpreter() -> None:
+    """Make the interpreter importable for the unprivileged sample uid; without that, stay root (and say so)."""
+    paths = [sys.base_prefix, sys.prefix, *[p for p in sys.path if p]]
+    try:
+        isolation.expose_python(paths)
+    except OSError as exc:
+        NO_UID_DROP[0] = f"interpreter not readable by an unprivileged uid and not exposable ({exc})"
+
+
 def main() -> None:
     """Serve jobs from stdin until it closes; one JSON line in, one JSON line out."""
     import importlib
@@ -215,6 +228,10 @@ def main() -> None:
     slot = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     if os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1":
         NETWORK_NAMESPACE[0] = isolation.enter_network_namespace()
+        if os.geteuid() == 0:
+            _expose_interpreter()
+    elif os.geteuid() == 0 and any(isolation._closed_ancestor(p) for p in (sys.base_prefix, sys.prefix)):
+        NO_UID_DROP[0] = "interpreter not readable by an unprivileged uid without a mount namespace"
     out = sys.stdout
     sys.stdout = sys.stderr
     for line in sys.stdin:
