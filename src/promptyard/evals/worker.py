@@ -140,6 +140,7 @@ def run_job(job: dict, slot: int) -> dict:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     del readers[fd]
+                    os.close(fd)
                     continue
                 name = readers[fd]
                 if name == "result" and not captured["result"]:
