@@ -56,11 +56,12 @@ class _Worker:
     def __init__(self, slot: int, namespaces: bool = True) -> None:
         self.slot = slot
         self.namespaces = namespaces
-        package_root = str(Path(__file__).resolve().parents[2])
+        here = str(Path(__file__).resolve().parent)
         # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
-        env = {**SAFE_ENV, "PYTHONPATH": package_root, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0"}
+        env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0"}
+        bootstrap = f"import sys; sys.path.insert(0, {here!r}); import worker; worker.main()"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "promptyard.evals.worker", str(slot)],
+            [sys.executable, "-I", "-c", bootstrap, str(slot)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -12,12 +12,18 @@ import sys
 import tempfile
 import time
 
-from promptyard.evals import harness, isolation
+if __package__:
+    from promptyard.evals import harness, isolation
+else:
+    # Started as a bare script (see sandbox._Worker): importing the promptyard package would pull in Flask and
+    # pydantic, and every fork would then copy their page tables. A lean worker forks several times faster.
+    import harness  # type: ignore[no-redef]
+    import isolation  # type: ignore[no-redef]
 
 # Imported once here so a forked child finds them loaded instead of paying for the import per sample.
 PRELOADED = (
     "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string", "typing",
-    "hashlib", "fractions", "decimal", "statistics", "random", "datetime", "copy", "operator", "ctypes",
+    "hashlib", "fractions", "decimal", "statistics", "random", "datetime", "copy", "operator", "json",
 )
 
 # Set once at worker start: whether the worker (and so every child) already sits in its own network namespace.
