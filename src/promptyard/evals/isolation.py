@@ -12,6 +12,7 @@ CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
 
 # Each worker slot runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample and a
 # stray process can be found and killed by uid even where PID namespaces are unavailable.
@@ -132,6 +133,10 @@ def drop_privileges(isolation: Isolation, uid: int) -> None:
     os.setgid(uid)
     os.setuid(uid)
     isolation.uid = uid
+
+
+def become_subreaper() -> None:
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def die_with_parent() -> None:

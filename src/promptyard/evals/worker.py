@@ -46,10 +46,12 @@ def _child(job: dict, nonce: bytearray, workdir: str, fds: dict, slot: int) -> N
         info.uid = isolation.slot_uid(slot)
     elif NO_UID_DROP[0]:
         info.notes.append(NO_UID_DROP[0])
-    os.write(fds["result"], (json.dumps({"isolation": info.to_dict()}) + "\n").encode())
     pid = os.fork()
     if pid == 0:
         _sample(job, nonce, workdir, fds, slot, info)
+    # The control pipe is closed in the sample before any of its code runs, so only we can write here.
+    os.write(fds["control"], (json.dumps({"isolation": info.to_dict(), "sample_pid": pid}) + "\n").encode())
+    os.close(fds["control"])
     nonce[:] = b"\0" * len(nonce)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
@@ -74,7 +76,7 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, slot: int, inf
         os.dup2(fds["stderr"], 2)
         result_fd = 3
         os.dup2(fds["result"], result_fd)
-        os.closerange(4, 1 << 16)
+        os.closerange(4, 1 << 16)  # also closes the control pipe
         limits = isolation.Limits(**job.get("limits", {}))
         isolation.apply_limits(limits, cpu_seconds=int(job["timeout"]) + 1)
         if info.uid:
@@ -102,7 +104,7 @@ def run_job(job: dict, slot: int) -> dict:
     uid = isolation.slot_uid(slot)
     if os.geteuid() == 0:
         os.chown(workdir, uid, uid)
-    pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
+    pipes = {name: os.pipe() for name in ("stdout", "stderr", "result", "control")}
     pid = os.fork()
     if pid == 0:
         try:
@@ -117,6 +119,7 @@ def run_job(job: dict, slot: int) -> dict:
     captured = {name: bytearray() for name in pipes}
     caps = {"stdout": int(job.get("limits", {}).get("output_bytes", 64 * 1024)), "result": 1 << 16}
     caps["stderr"] = caps["stdout"]
+    caps["control"] = 1 << 16
     truncated = set()
     pidfd = os.pidfd_open(pid)
     isolated_pids = False
@@ -149,8 +152,6 @@ def run_job(job: dict, slot: int) -> dict:
                     os.close(fd)
                     continue
                 name = readers[fd]
-                if name == "result" and not captured["result"]:
-                    isolated_pids = b'"pid_namespace": true' in chunk.split(b"\n", 1)[0]
                 room = caps[name] - len(captured[name])
                 if room > 0:
                     captured[name] += chunk[:room]
@@ -159,6 +160,9 @@ def run_job(job: dict, slot: int) -> dict:
     finally:
         _kill_group(pid)
         _, status = os.waitpid(pid, 0)
+        control = _control_message(captured["control"])
+        isolated_pids = bool(control.get("isolation", {}).get("pid_namespace"))
+        _finish_sample(control.get("sample_pid"))
         os.close(pidfd)
         for fd in readers:
             os.close(fd)
@@ -167,6 +171,7 @@ def run_job(job: dict, slot: int) -> dict:
             isolation.kill_uid(uid)
         shutil.rmtree(workdir, ignore_errors=True)
     result = _interpret(status, captured["result"].decode(errors="replace"), nonce_text, timed_out)
+    result["isolation"] = control.get("isolation")
     result.update(
         stdout=captured["stdout"].decode(errors="replace"),
         stderr=captured["stderr"].decode(errors="replace"),
@@ -174,6 +179,37 @@ def run_job(job: dict, slot: int) -> dict:
         duration=round(time.monotonic() - started, 4),
     )
     return result
+
+
+def _control_message(raw: bytearray) -> dict:
+    try:
+        message = json.loads(bytes(raw).split(b"\n", 1)[0] or b"{}")
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+def _finish_sample(sample_pid: int | None) -> None:
+    """SIGKILL the sample (PID 1 of its namespace) and wait until it, and so its whole namespace, is gone."""
+    if not sample_pid:
+        return
+    try:
+        pidfd = os.pidfd_open(sample_pid)
+    except ProcessLookupError:
+        return
+    try:
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        select.select([pidfd], [], [], 10)
+    finally:
+        os.close(pidfd)
+    # As a child subreaper we inherit the sample when its first parent died before reaping it.
+    try:
+        os.waitpid(sample_pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _kill_group(pid: int) -> None:
@@ -186,7 +222,6 @@ def _kill_group(pid: int) -> None:
 
 def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> dict:
     """Turn the child's exit status and its nonce-signed report into a verdict."""
-    isolation_info = None
     outcome = None
     for line in result_text.splitlines():
         try:
@@ -195,11 +230,9 @@ def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> di
             continue
         if not isinstance(message, dict):
             continue
-        if isolation_info is None and "isolation" in message:
-            isolation_info = message["isolation"]
-        elif message.get("nonce") == nonce:
+        if message.get("nonce") == nonce:
             outcome = message
-    base = {"isolation": isolation_info}
+    base: dict = {}
     if timed_out:
         return {**base, "verdict": "timeout", "detail": "timed out"}
     if outcome is not None:
@@ -233,6 +266,8 @@ def main() -> None:
     for name in PRELOADED:
         importlib.import_module(name)
     slot = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    # Orphans of a sample are re-parented to us (not to init), so we can reap and account for them.
+    isolation.become_subreaper()
     if os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1":
         NETWORK_NAMESPACE[0] = isolation.enter_network_namespace()
         if os.geteuid() == 0:
