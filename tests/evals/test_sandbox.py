@@ -203,8 +203,10 @@ def test_no_child_process_survives(sandbox):
     assert processes_matching(marker) == []
 
 
-def test_working_folder_is_private_and_removed(sandbox):
-    result = run(sandbox, "import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\n")
-    assert result.verdict == "passed"
-    folder = result.stdout.strip()
-    assert folder and not os.path.exists(folder)
+def test_working_folder_is_fresh_and_removed_afterwards():
+    with Sandbox(1) as box:
+        first = box.run(Program("import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\n", ""))
+        folder = first.stdout.strip()
+        second = box.run(Program(f"import os\nprint(os.listdir('.'), os.path.exists({folder!r}))\n", ""))
+    assert first.verdict == second.verdict == "passed"
+    assert folder and second.stdout.strip() == "[] False"

@@ -108,6 +108,30 @@ def enter_namespaces(isolation: Isolation, *, use_namespaces: bool = True, have_
     isolation.notes.append(f"unshare refused ({os.strerror(ctypes.get_errno())}); no PID or network namespace")
 
 
+SIGCHLD = 17
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
+_pylibc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across clone, as os.fork holds it
+
+
+def fork_into_pid_namespace() -> int | None:
+    """fork(2) whose child is PID 1 of a new PID namespace: 0 in the child, its pid in the parent, None if refused.
+
+    os.fork plus unshare would need a second fork (unshare only moves later children); a raw clone does it in
+    one, wrapped in CPython's own before/after-fork hooks so the interpreter state is handled like os.fork does.
+    """
+    if _SYS_CLONE is None:
+        return None
+    api = ctypes.pythonapi
+    flags = CLONE_NEWPID | SIGCHLD
+    api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_ulong(flags), None, None, None, None)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    return pid if pid > 0 else None
+
+
 def slot_uid(slot: int) -> int:
     return BASE_UID + slot
 
@@ -194,10 +218,31 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
+def private_mounts() -> None:
+    """Give the calling worker its own mount namespace, so its mounts never show outside it."""
+    if not unshare(CLONE_NEWNS):
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) refused")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+SCRATCH = "/tmp/promptyard-sandbox"
+
+
+def mount_scratch(size: str = "256m") -> str:
+    """A tmpfs for the samples' working folders (inside a private mount namespace).
+
+    Creating and removing folders on it is cheap (ext4 with discard is not), and its size caps what all the
+    samples of a worker can write, whatever each file's size limit.
+    """
+    os.makedirs(SCRATCH, mode=0o711, exist_ok=True)
+    _mount("tmpfs", SCRATCH, "tmpfs", 0, f"mode=0711,size={size}")
+    return SCRATCH
+
+
 def expose_python(paths: list[str]) -> list[str]:
     """Let an unprivileged sample import the interpreter's own files when they sit under a private home.
 
-    In a private mount namespace (once per worker) a closed directory such as /root is covered by an empty
+    In the worker's private mount namespace (see private_mounts) a closed directory such as /root is covered by an empty
     tmpfs and only the interpreter's folders are bind-mounted back: the sample sees Python, nothing else there.
     Returns the directories covered; raises OSError when the kernel refuses.
     """
@@ -209,9 +254,6 @@ def expose_python(paths: list[str]) -> list[str]:
                 needed.setdefault(closed, []).append(os.path.abspath(path))
     if not needed:
         return []
-    if not unshare(CLONE_NEWNS):
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) refused")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
     import tempfile
 
     for closed, inner in needed.items():
