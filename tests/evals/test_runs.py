@@ -174,3 +174,28 @@ def test_cli_run_and_compare(cli):
     assert compared.exit_code == 0 and json.loads(compared.output)["tasks_compared"] == 2
     assert cli("eval", "compare", "998", "999").exit_code == 2
     assert cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "-n", "1", "-k", "3").exit_code == 2
+
+
+@pytest.fixture
+def default_generator_app(database_url, tmp_path):
+    from tests.conftest import make_app
+
+    app = make_app(database_url, tmp_path / "home2")
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_default_generator_needs_the_pipeline_or_a_known_model(default_generator_app):
+    from promptyard.errors import PromptyardError
+    from promptyard.optional import import_optional
+
+    with pytest.raises(PromptyardError) as caught:
+        runs.create_run("humaneval", "no-such-model", limit=1, submit=False)
+    if import_optional("promptyard.execution.pipeline") is None:
+        assert caught.value.code == "pipeline_unavailable"
+    else:
+        assert caught.value.status == 422
+    assert db.session.query(EvalRun).count() == 0

@@ -60,6 +60,24 @@ def _resolve_prompt(prompt: str | None, version: int | None, label: str | None):
     return library.resolve_version(prompt, version=version, label=label)
 
 
+def _check_generation(model: str) -> None:
+    """With the default generator, the pipeline must exist and the model must be registered."""
+    if _generator() is not pipeline_generate:
+        return
+    from promptyard.errors import Unavailable
+    from promptyard.optional import import_optional
+
+    if import_optional("promptyard.execution.pipeline") is None:
+        raise Unavailable("The execution pipeline is not installed; evaluation runs cannot generate.",
+                          code="pipeline_unavailable")
+    service = import_optional("promptyard.models.service")
+    if service is not None:
+        try:
+            service.get_model(model)
+        except NotFound as exc:
+            raise Unprocessable(exc.message, code=exc.code, details=exc.details) from None
+
+
 def create_run(
     dataset: str, model: str, *, prompt: str | None = None, version: int | None = None, label: str | None = None,
     n: int = 1, k: list[int] | str = (1,), params: dict | None = None, limit: int | None = None,
@@ -81,6 +99,7 @@ def create_run(
         # In a request body an unknown dataset is bad input, not a missing resource.
         raise Unprocessable(exc.message, code=exc.code, details=exc.details) from None
     version_row = _resolve_prompt(prompt, version, label)
+    _check_generation(model)
     run = EvalRun(
         dataset=dataset, dataset_path=dataset_path, model_name=model, prompt_name=prompt,
         version_id=version_row.id if version_row is not None else None,

@@ -32,13 +32,9 @@ _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
 def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation) -> None:
     """The sample's process (PID 1 of its own namespace when available): lock down, then run the program."""
     try:
+        # Signal dispositions stay the interpreter's own (SIGPIPE and SIGXFSZ ignored, as in any Python program):
+        # the worker installs no handlers of its own.
         os.setsid()
-        for number in range(1, signal.NSIG):
-            if number not in (signal.SIGKILL, signal.SIGSTOP):
-                try:
-                    signal.signal(number, signal.SIG_DFL)
-                except (OSError, ValueError):
-                    pass
         os.chdir(workdir)
         isolation.scrub_environment(workdir)
         devnull = os.open(os.devnull, os.O_RDONLY)
