@@ -14,8 +14,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 
-# Each worker slot runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample and a
-# stray process can be found and killed by uid even where PID namespaces are unavailable.
+# Sandbox uids start here; see claim_uid.
 BASE_UID = 61000
 
 SAFE_ENV = {
@@ -132,8 +131,36 @@ def fork_into_pid_namespace() -> int | None:
     return pid if pid > 0 else None
 
 
+UID_LOCKS = "/tmp/promptyard-sandbox-uids"
+UID_RANGE = 4096
+_claimed: dict[str, int] = {}
+
+
+def claim_uid() -> int:
+    """An unprivileged uid no other live sandbox worker on this machine uses (an flock held for our lifetime).
+
+    Each worker runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample and a stray
+    can be killed by uid without touching another worker's sample, even across separate scorer processes.
+    """
+    import fcntl
+
+    if "uid" in _claimed:
+        return _claimed["uid"]
+    os.makedirs(UID_LOCKS, mode=0o700, exist_ok=True)
+    for uid in range(BASE_UID, BASE_UID + UID_RANGE):
+        fd = os.open(f"{UID_LOCKS}/{uid}", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _claimed.update(uid=uid, fd=fd)
+        return uid
+    raise OSError("no free sandbox uid")
+
+
 def slot_uid(slot: int) -> int:
-    return BASE_UID + slot
+    return claim_uid() if os.geteuid() == 0 else BASE_UID + slot
 
 
 def apply_limits(limits: Limits, cpu_seconds: int) -> None:

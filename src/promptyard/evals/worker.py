@@ -267,6 +267,8 @@ def setup(slot: int, namespaces: bool) -> None:
         STATE["no_uid_drop"] = "interpreter not readable by an unprivileged uid without a mount namespace"
     # Orphans of a sample are re-parented to us (not to init), so we can reap them.
     isolation.become_subreaper()
+    if os.geteuid() == 0 and STATE["no_uid_drop"] is None:
+        isolation.claim_uid()
     for name in PRELOADED:
         importlib.import_module(name)
     import gc
