@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test up test bench clean
+.PHONY: install install-test up test bench bench-scorer clean
 
 install: $(VENV)/.installed
 
@@ -31,3 +31,6 @@ test: install-test
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .coverage htmlcov
+
+bench-scorer: install
+	$(BIN)/python bench/bench_scorer.py $(BENCH_ARGS)
