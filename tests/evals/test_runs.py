@@ -197,7 +197,7 @@ def test_default_generator_needs_the_pipeline_or_a_known_model(default_generator
     if import_optional("promptyard.execution.pipeline") is None:
         assert caught.value.code == "pipeline_unavailable"
     else:
-        assert caught.value.status == 422
+        assert caught.value.status == 404 and caught.value.code == "model_not_found"
     assert db.session.query(EvalRun).count() == 0
 
 

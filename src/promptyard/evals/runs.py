@@ -24,6 +24,9 @@ Generator = Callable[[EvalRun, Task, int], "tuple[str, int | None]"]
 MODES = ("completion", "chat")
 
 
+CHAT_INSTRUCTION = "Complete the following Python function. Answer with the whole function in a ```python block."
+
+
 def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | None]:
     """Generate through the execution pipeline, so the generation is recorded and cached like any other."""
     from promptyard.execution.pipeline import ExecutionRequest, execute
@@ -31,11 +34,11 @@ def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | 
     request = ExecutionRequest(
         model=run.model_name,
         prompt=run.prompt_name,
-        version=run.version_number if run.prompt_name and run.label is None else None,
-        label=run.label,
-        variables={"prompt": task.prompt, "task_id": task.task_id, "entry_point": task.entry_point}
-        if run.prompt_name else {},
-        input=None if run.prompt_name else task.prompt,
+        # The version resolved when the run was created, even when it was named by a label: a label moved
+        # mid-run must not mix two versions into one run's pass rate.
+        version=run.version_number if run.prompt_name else None,
+        variables=_task_variables(run, task) if run.prompt_name else {},
+        input=None if run.prompt_name else _raw_input(run, task),
         params=dict(run.params or {}),
         # With n > 1 the samples must differ, so only a single-sample run may be served from the cache.
         cache=run.n == 1,
@@ -43,6 +46,23 @@ def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | 
     )
     row = execute(request)
     return row.output or "", row.id
+
+
+def _raw_input(run: EvalRun, task: Task) -> str | list[dict]:
+    """Without a prompt: the task's prompt to continue, or in chat mode a user message asking for the function."""
+    if run.mode == "chat":
+        return [{"role": "user", "content": f"{CHAT_INSTRUCTION}\n\n```python\n{task.prompt}```"}]
+    return task.prompt
+
+
+def _task_variables(run: EvalRun, task: Task) -> dict:
+    """The task's fields the prompt version declares (templates refuse undeclared variables)."""
+    from promptyard.db.models import PromptVersion
+
+    offered = {"prompt": task.prompt, "task_id": task.task_id, "entry_point": task.entry_point}
+    version = db.session.get(PromptVersion, run.version_id)
+    declared = {spec.get("name") for spec in (version.variables or [])} if version is not None else set(offered)
+    return {name: value for name, value in offered.items() if name in declared}
 
 
 def _generator() -> Generator:
@@ -72,10 +92,7 @@ def _check_generation(model: str) -> None:
                           code="pipeline_unavailable")
     service = import_optional("promptyard.models.service")
     if service is not None:
-        try:
-            service.get_model(model)
-        except NotFound as exc:
-            raise Unprocessable(exc.message, code=exc.code, details=exc.details) from None
+        service.get_model(model)  # an unknown model is a 404, like everywhere else it is named
 
 
 def create_run(
@@ -84,7 +101,10 @@ def create_run(
     mode: str = "completion", timeout: float = 3.0, dataset_path: str | None = None, submit: bool = True,
 ) -> EvalRun:
     """Validate, record a queued run, and hand it to the background jobs."""
-    ks = passk.parse_ks(k) if isinstance(k, str) else passk.parse_ks(list(k))
+    try:
+        ks = passk.parse_ks(k) if isinstance(k, str) else passk.parse_ks(list(k))
+    except ValueError as exc:
+        raise Unprocessable(f"{exc}.", code="invalid_k") from None
     if not 1 <= n <= 1000:
         raise Unprocessable("n must be between 1 and 1000.", code="invalid_n", details={"n": n})
     if max(ks) > n:
