@@ -24,8 +24,8 @@ def _verdict_for(exc: BaseException) -> str:
     return "error"
 
 
-def run_program(solution: str, tests: str, result_fd: int, nonce: bytearray) -> None:
-    """Exec the solution, restore pristine builtins, exec the tests, then write the nonce-signed outcome."""
+def run_program(solution: str, tests, result_fd: int, nonce: bytearray) -> None:
+    """Exec the solution, restore pristine builtins, exec the tests (text or code), write the nonce-signed outcome."""
     # Captured before any sample code runs: the sample may patch os, json or builtins.
     write, dumps, exit_now = os.write, json.dumps, os._exit
     pristine_builtins = dict(builtins.__dict__)
@@ -39,7 +39,7 @@ def run_program(solution: str, tests: str, result_fd: int, nonce: bytearray) -> 
         builtins.__dict__.clear()
         builtins.__dict__.update(pristine_builtins)
         scope["__builtins__"] = builtins
-        exec(compile(tests, "<tests>", "exec"), scope)
+        exec(tests if not isinstance(tests, str) else compile(tests, "<tests>", "exec"), scope)
         outcome = {"verdict": "passed"}
     except BaseException as exc:  # noqa: BLE001 - every way a sample can end is a verdict
         try:

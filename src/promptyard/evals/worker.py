@@ -24,19 +24,40 @@ else:
 PRELOADED = ("typing", "re", "math", "collections", "itertools", "functools", "heapq", "bisect", "string")
 
 # Worker-wide facts, set once in main().
-STATE = {"network_namespace": False, "no_uid_drop": None, "namespaces": True, "scratch": "/tmp"}
+STATE = {"network_namespace": False, "pid_namespace": False, "no_uid_drop": None, "namespaces": True,
+         "scratch": "/tmp"}
 
 _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
 
 
-def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation) -> None:
-    """The sample's process (PID 1 of its own namespace when available): lock down, then run the program."""
+# Compiled test code per test text (tests come from the dataset, never from the model): compiled once here,
+# every sample of a task execs the same code object instead of compiling it again in its child.
+_TESTS: dict[str, object] = {}
+_TESTS_KEPT = 512
+
+
+def _compiled_tests(tests: str):
+    code = _TESTS.get(tests)
+    if code is None:
+        try:
+            code = compile(tests, "<tests>", "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            return tests  # the child compiles it again and reports the error as the sample's verdict
+        if len(_TESTS) >= _TESTS_KEPT:
+            _TESTS.clear()
+        _TESTS[tests] = code
+    return code
+
+
+def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation, tests) -> None:
+    """The sample's process (in the worker's PID namespace when available): lock down, then run the program."""
     try:
         # Signal dispositions stay the interpreter's own (SIGPIPE and SIGXFSZ ignored, as in any Python program):
         # the worker installs no handlers of its own.
         os.setsid()
         os.chdir(workdir)
-        isolation.scrub_environment(workdir)
+        # The worker's environment is already the scrubbed SAFE_ENV (see setup): only the folder is per sample.
+        os.environ["HOME"] = os.environ["TMPDIR"] = workdir
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(fds["stdout"], 1)
@@ -50,12 +71,12 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
             isolation.drop_privileges(info, info.uid)
         isolation.die_with_parent()
         sys.argv = ["<sample>"]
-        sys.stdin = open(0, closefd=False)
-        sys.stdout = open(1, "w", closefd=False)
-        sys.stderr = open(2, "w", closefd=False)
+        # The interpreter's own std streams, now on the sample's fds; the worker never reads or writes through
+        # them (see main), so their buffers are empty and nothing of the worker's traffic is in them.
+        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
     except BaseException:  # noqa: BLE001 - a child must never fall back into the worker's loop
         os._exit(71)
-    harness.run_program(job["solution"], job["tests"], result_fd, nonce)
+    harness.run_program(job["solution"], tests, result_fd, nonce)
     os._exit(0)
 
 
@@ -71,13 +92,11 @@ def _isolation_for(slot: int) -> isolation.Isolation:
 
 
 def _fork(info: isolation.Isolation) -> int:
-    """Fork the sample, straight into a new PID namespace when the kernel allows (one fork, no middleman)."""
-    if STATE["namespaces"]:
-        pid = isolation.fork_into_pid_namespace()
-        if pid is not None:
-            info.pid_namespace = True
-            return pid
-        info.notes.append("no PID namespace (clone refused); strays are killed by uid or process group")
+    """Fork the sample; inside the worker's own PID namespace its strays are all killed after it (see _cleanup)."""
+    if STATE["pid_namespace"]:
+        info.pid_namespace = True
+    elif STATE["namespaces"]:
+        info.notes.append("no PID namespace (unshare refused); strays are killed by uid or process group")
     return os.fork()
 
 
@@ -91,13 +110,14 @@ def run_job(job: dict, slot: int) -> dict:
     info = _isolation_for(slot)
     if info.uid:
         os.chown(workdir, info.uid, info.uid)
+    tests = _compiled_tests(job["tests"])
     pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
     pid = _fork(info)
     if pid == 0:
         try:
             for read_end, _ in pipes.values():
                 os.close(read_end)
-            _sample(job, nonce, workdir, {name: w for name, (_, w) in pipes.items()}, info)
+            _sample(job, nonce, workdir, {name: w for name, (_, w) in pipes.items()}, info, tests)
         finally:
             os._exit(70)
     nonce[:] = b"\0" * len(nonce)
@@ -172,7 +192,7 @@ def _supervise(pid: int, pipes: dict, job: dict, started: float):
 
 
 def _kill(pid: int) -> None:
-    # SIGKILL to PID 1 of a namespace (from outside it) takes the whole namespace down with it.
+    # The sample leads its own process group; whatever left the group is killed in _cleanup.
     for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
         try:
             kill()
@@ -181,17 +201,28 @@ def _kill(pid: int) -> None:
 
 
 def _cleanup(pid: int, info: isolation.Isolation) -> None:
-    """After the sample is reaped: without a PID namespace, hunt strays by uid and reap re-parented orphans."""
-    if not info.pid_namespace:
-        if info.uid:
-            isolation.kill_uid(info.uid)
+    """After the sample is reaped: no process it started may outlive it."""
+    if info.pid_namespace:
+        # We are PID 1 of this namespace: kill(-1) reaches every other process in it (and nothing outside), and
+        # every orphan in it is re-parented to us, so waiting until there is no child left proves they are gone.
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         while True:
             try:
-                reaped, _ = os.waitpid(-1, os.WNOHANG)
+                os.waitpid(-1, 0)
             except ChildProcessError:
-                break
-            if reaped == 0:
-                break
+                return
+    if info.uid:
+        isolation.kill_uid(info.uid)
+    while True:
+        try:
+            reaped, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if reaped == 0:
+            break
 
 
 def _remove_tree(path: str) -> None:
@@ -265,6 +296,10 @@ def setup(slot: int, namespaces: bool) -> None:
                 _expose_interpreter()
     elif os.geteuid() == 0 and any(isolation._closed_ancestor(p) for p in (sys.base_prefix, sys.prefix)):
         STATE["no_uid_drop"] = "interpreter not readable by an unprivileged uid without a mount namespace"
+    if namespaces:
+        STATE["pid_namespace"] = isolation.become_pid_namespace_init()
+    # Exactly the safe environment, once: samples only add their folder (HOME, TMPDIR) to it.
+    isolation.scrub_environment("/nonexistent")
     # Orphans of a sample are re-parented to us (not to init), so we can reap them.
     isolation.become_subreaper()
     if os.geteuid() == 0 and STATE["no_uid_drop"] is None:
@@ -280,10 +315,13 @@ def setup(slot: int, namespaces: bool) -> None:
 def main() -> None:
     """Serve jobs from stdin until it closes; one JSON line in, one JSON line out."""
     slot = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    setup(slot, os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1")
-    out = sys.stdout
+    # Jobs and results travel on private duplicates of stdin and stdout (closed in every sample), so the
+    # interpreter's std streams stay untouched and a sample can take them over as they are.
+    jobs = open(os.dup(0), "rb")
+    out = open(os.dup(1), "wb")
     sys.stdout = sys.stderr
-    for line in sys.stdin:
+    setup(slot, os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1")
+    for line in jobs:
         if not line.strip():
             continue
         job = json.loads(line)
@@ -292,7 +330,7 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - report harness trouble as a crash, keep serving
             result = {"verdict": "crashed", "detail": f"sandbox error: {exc!r}", "isolation": None}
         result["id"] = job.get("id")
-        out.write(json.dumps(result) + "\n")
+        out.write((json.dumps(result) + "\n").encode())
         out.flush()
 
 
