@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-from dataclasses import dataclass, field
 
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -31,26 +30,43 @@ SAFE_ENV = {
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-@dataclass
 class Limits:
-    """Resource budget for one sample; the defaults leave room for numpy-style imports."""
+    """Resource budget for one sample; the defaults leave room for numpy-style imports.
 
-    address_space: int = 2 * 1024**3
-    file_size: int = 16 * 1024**2
-    open_files: int = 64
-    processes: int = 16
-    output_bytes: int = 64 * 1024
+    A plain class, not a dataclass: this module is loaded in every sandbox worker, and `dataclasses` pulls in
+    `inspect` and friends, megabytes that every per-sample fork would have to copy.
+    """
+
+    FIELDS = ("address_space", "file_size", "open_files", "processes", "output_bytes")
+
+    def __init__(self, address_space: int = 2 * 1024**3, file_size: int = 16 * 1024**2, open_files: int = 64,
+                 processes: int = 16, output_bytes: int = 64 * 1024) -> None:
+        self.address_space = address_space
+        self.file_size = file_size
+        self.open_files = open_files
+        self.processes = processes
+        self.output_bytes = output_bytes
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Limits) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Limits({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
 
 
-@dataclass
 class Isolation:
     """What a sandbox child actually got; reported in every run's metadata."""
 
-    pid_namespace: bool = False
-    net_namespace: bool = False
-    uid: int | None = None
-    rlimits: bool = True
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, pid_namespace: bool = False, net_namespace: bool = False, uid: int | None = None,
+                 rlimits: bool = True, notes: list[str] | None = None) -> None:
+        self.pid_namespace = pid_namespace
+        self.net_namespace = net_namespace
+        self.uid = uid
+        self.rlimits = rlimits
+        self.notes = list(notes or [])
 
     @property
     def level(self) -> str:

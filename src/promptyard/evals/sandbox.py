@@ -8,6 +8,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -16,6 +17,9 @@ from promptyard.evals.isolation import SAFE_ENV, Limits
 
 VERDICTS = ("passed", "failed", "error", "timeout", "memory", "crashed")
 DEFAULT_TIMEOUT = 3.0
+# Jobs queued ahead in each worker's pipe by run_many, and the largest job (bytes) queued behind another.
+PIPELINE_DEPTH = 2
+PIPELINE_MAX_JOB = 16 * 1024
 
 
 @dataclass
@@ -73,13 +77,19 @@ class _Worker:
             bufsize=1,
         )
 
-    def run(self, job: dict) -> dict:
-        self.proc.stdin.write(json.dumps(job) + "\n")
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line)
         self.proc.stdin.flush()
+
+    def receive(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"sandbox worker {self.slot} died")
         return json.loads(line)
+
+    def run(self, job: dict) -> dict:
+        self.send(json.dumps(job) + "\n")
+        return self.receive()
 
     def close(self) -> None:
         try:
@@ -132,7 +142,7 @@ class Sandbox:
             "solution": program.solution,
             "tests": program.tests,
             "timeout": self.timeout,
-            "limits": asdict(self.limits),
+            "limits": self.limits.to_dict(),
             "namespaces": self.namespaces,
         }
 
@@ -142,17 +152,61 @@ class Sandbox:
         try:
             raw = worker.run(self._job(program))
         except (RuntimeError, OSError, ValueError) as exc:
-            # A dead worker is replaced; the sample it was running counts as crashed.
-            with self._lock:
-                self._all.remove(worker)
-                worker.close()
-                worker = _Worker(worker.slot, self.namespaces)
-                self._all.append(worker)
-            raw = {"verdict": "crashed", "detail": f"sandbox worker failed: {exc}"}
+            worker = self._replace(worker)
+            raw = _crashed(exc)
         finally:
             self._idle.put(worker)
-        raw.pop("id", None)
-        return SandboxResult(**{k: v for k, v in raw.items() if k in SandboxResult.__dataclass_fields__})
+        return _result(raw)
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        """A dead worker is replaced; the sample it was running counts as crashed."""
+        with self._lock:
+            self._all.remove(worker)
+            worker.close()
+            worker = _Worker(worker.slot, self.namespaces)
+            self._all.append(worker)
+        return worker
+
+    def _stream(self, todo: queue.Queue, done: queue.Queue) -> None:
+        """Feed one worker from `todo`, keeping its next job already in its pipe so it never waits for us."""
+        worker = self._idle.get()
+        in_flight: deque[Program] = deque()
+        try:
+            while True:
+                while len(in_flight) < PIPELINE_DEPTH:
+                    try:
+                        program = todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    line = json.dumps(self._job(program)) + "\n"
+                    if in_flight and len(line) > PIPELINE_MAX_JOB:
+                        # A big job waits its turn: two of them queued in the pipe could fill it while the
+                        # worker is blocked writing a big result to us (a deadlock).
+                        todo.put(program)
+                        break
+                    try:
+                        worker.send(line)
+                    except OSError:
+                        todo.put(program)  # never started: it runs on the replacement
+                        if in_flight:
+                            break  # receiving below finds the worker dead and replaces it
+                        worker = self._replace(worker)
+                        continue
+                    in_flight.append(program)
+                if not in_flight:
+                    return
+                program = in_flight.popleft()
+                try:
+                    raw = worker.receive()
+                except (RuntimeError, OSError, ValueError) as exc:
+                    worker = self._replace(worker)
+                    for waiting in in_flight:
+                        todo.put(waiting)  # queued behind the crash, never started: run them again
+                    in_flight.clear()
+                    raw = _crashed(exc)
+                done.put((program, _result(raw)))
+        finally:
+            self._idle.put(worker)
 
     def run_many(
         self, programs: Iterable[Program], on_result: Callable[[Program, SandboxResult], None] | None = None
@@ -166,15 +220,10 @@ class Sandbox:
             count += 1
 
         def drain() -> None:
-            while True:
-                try:
-                    program = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    done.put((program, self.run(program)))
-                except BaseException as exc:  # noqa: BLE001 - surface in the caller's thread
-                    done.put((program, exc))
+            try:
+                self._stream(todo, done)
+            except BaseException as exc:  # noqa: BLE001 - surface in the caller's thread
+                done.put((None, exc))
 
         threads = [threading.Thread(target=drain, daemon=True) for _ in range(min(self.size, max(count, 1)))]
         for thread in threads:
@@ -188,6 +237,15 @@ class Sandbox:
             yield program, result
         for thread in threads:
             thread.join()
+
+
+def _crashed(exc: BaseException) -> dict:
+    return {"verdict": "crashed", "detail": f"sandbox worker failed: {exc}"}
+
+
+def _result(raw: dict) -> SandboxResult:
+    raw.pop("id", None)
+    return SandboxResult(**{k: v for k, v in raw.items() if k in SandboxResult.__dataclass_fields__})
 
 
 def run_program(solution: str, tests: str, *, timeout: float = DEFAULT_TIMEOUT, limits: Limits | None = None,

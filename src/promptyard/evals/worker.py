@@ -227,6 +227,11 @@ def _cleanup(pid: int, info: isolation.Isolation) -> None:
 
 def _remove_tree(path: str) -> None:
     """Delete the sample's folder (symlinks are removed, never followed)."""
+    try:
+        os.rmdir(path)  # the usual case: the sample left its folder empty
+        return
+    except OSError:
+        pass
     for root, dirs, files in os.walk(path, topdown=False):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
             try:
@@ -281,8 +286,6 @@ def _expose_interpreter() -> None:
 
 def setup(slot: int, namespaces: bool) -> None:
     """Once per worker: network namespace, interpreter exposure, subreaper, preloaded modules."""
-    import importlib
-
     STATE["namespaces"] = namespaces
     if namespaces:
         STATE["network_namespace"] = isolation.enter_network_namespace()
@@ -305,7 +308,7 @@ def setup(slot: int, namespaces: bool) -> None:
     if os.geteuid() == 0 and STATE["no_uid_drop"] is None:
         isolation.claim_uid()
     for name in PRELOADED:
-        importlib.import_module(name)
+        __import__(name)
     import gc
 
     # Objects that exist now are never collected in a child: its garbage collector leaves their pages shared.
