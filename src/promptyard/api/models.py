@@ -73,13 +73,13 @@ def register_model(body: ModelCreate):
         revision=body.revision,
         description=body.description,
     )
-    return service.model_detail(row.name), 201
+    return service.model_to_dict(row), 201
 
 
 @api.get("/models/<name>")
 def show_model(path: ModelPath):
     """One registered model with its status."""
-    return service.model_detail(path.name)
+    return service.model_to_dict(service.get_model(path.name))
 
 
 @api.post("/models/<name>/load")
@@ -87,7 +87,7 @@ def show_model(path: ModelPath):
 def load_model(path: ModelPath):
     """Load a model into memory now (otherwise the first request loads it)."""
     service.load_model(path.name)
-    return service.model_detail(path.name)
+    return service.model_to_dict(service.get_model(path.name))
 
 
 @api.post("/models/<name>/unload")
@@ -95,4 +95,4 @@ def load_model(path: ModelPath):
 def unload_model(path: ModelPath):
     """Free a loaded model's memory."""
     service.unload_model(path.name)
-    return service.model_detail(path.name)
+    return service.model_to_dict(service.get_model(path.name))

@@ -68,7 +68,7 @@ def register(name: str, plugin: str, source: str, quantization: str | None, revi
         revision=revision,
         description=description,
     )
-    detail = service.model_detail(row.name)
+    detail = service.model_to_dict(row)
     click.echo(f"Registered {row.name} ({row.plugin}, {row.source}): {detail['status']}.")
 
 

@@ -83,6 +83,7 @@ def get_plugin(name: str) -> LLMPlugin:
 
 
 def load_model(name: str) -> ModelConfig:
+    require_weights(get_model(name))
     get_plugin(name)
     return get_model(name)
 
@@ -228,3 +229,36 @@ def _plugin_spec(row: ModelConfig) -> dict[str, Any]:
     # Copied out of the row so the factory can run after the session that loaded the row is gone.
     return {"plugin": row.plugin, "source": row.source, "revision": row.revision,
             "quantization": row.quantization, "options": dict(row.options or {})}
+
+
+def register_presets() -> str:
+    """Startup hook: register each built-in preset not registered yet; a user's edits are never overwritten."""
+    from promptyard.plugins.presets import PRESETS
+
+    specs = list(PRESETS.values()) if isinstance(PRESETS, dict) else list(PRESETS)
+    existing = set(db.session.scalars(select(ModelConfig.name)))
+    added = []
+    for spec in specs:
+        spec = dict(spec)
+        name = spec.pop("name")
+        if name in existing:
+            continue
+        _insert(name, spec.pop("plugin"), spec.pop("source"), is_preset=True, **{
+            key: spec[key] for key in ("quantization", "params", "pricing", "options", "revision", "description")
+            if key in spec
+        })
+        added.append(name)
+    return f"{len(added)} preset(s) registered, {len(specs) - len(added)} already there"
+
+
+def require_weights(row: ModelConfig) -> None:
+    """Refuse (503) to load a model whose weights are not on this machine, saying how to get them."""
+    from promptyard.models.pull import how_to_get_weights, weights_present
+
+    if not get_manager().is_loaded(row.name) and not weights_present(row.plugin, row.source, row.revision):
+        raise Unavailable(
+            f"Model '{row.name}' has no weights on this machine ('{row.source}' is not downloaded). "
+            + how_to_get_weights(row.name, row.source),
+            code="weights_not_downloaded",
+            details={"model": row.name, "source": row.source},
+        )
