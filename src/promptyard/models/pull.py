@@ -86,10 +86,19 @@ def pull_weights(name: str, source: str, *, plugin: str, revision: str | None = 
         ) from exc
     except RevisionNotFoundError as exc:
         raise NotFound(f"'{source}' has no revision '{revision}' on the hub.", code="hub_revision_not_found") from exc
-    except LocalEntryNotFoundError as exc:
-        raise _unreachable(name, source, offline) from exc
-    except (HfHubHTTPError, OSError) as exc:
-        raise _unreachable(name, source, offline, reason=str(exc).splitlines()[0] if str(exc) else "") from exc
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise _unreachable(name, source, offline, reason="" if offline else _root_cause(exc)) from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error (e.g. 'ConnectError: Name or service not known'), which says why the hub failed."""
+    seen = exc
+    while (seen.__cause__ or seen.__context__) is not None and seen is not (seen.__cause__ or seen.__context__):
+        seen = seen.__cause__ or seen.__context__
+    if seen is exc and ": " in (str(exc).splitlines() or [""])[0]:
+        return str(exc).splitlines()[0].removeprefix("Got: ")
+    text = str(seen).splitlines()[0] if str(seen) else ""
+    return f"{seen.__class__.__name__}: {text}" if text else seen.__class__.__name__
 
 
 def _unreachable(name: str, source: str, offline: bool, reason: str = "") -> Unavailable:
@@ -97,7 +106,9 @@ def _unreachable(name: str, source: str, offline: bool, reason: str = "") -> Una
         why = "HF_HUB_OFFLINE is set, so the Hugging Face hub is not contacted"
         fix = "Unset HF_HUB_OFFLINE on a machine with internet access and run the pull again"
     else:
-        why = "the Hugging Face hub (huggingface.co) cannot be reached from this machine"
+        from huggingface_hub import constants
+
+        why = f"the Hugging Face hub ({constants.ENDPOINT}) cannot be reached from this machine"
         why += f" ({reason})" if reason else ""
         fix = "Check the network or proxy (HTTPS_PROXY), or point HF_ENDPOINT at a reachable mirror, and run the pull again"
     return Unavailable(
