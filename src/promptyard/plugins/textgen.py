@@ -1,12 +1,8 @@
-"""Pieces of text generation shared by backends: chat formatting, stop sequences, cancellation, a held-back stream."""
+"""Text generation pieces shared by backends (no torch here): chat formatting, stop sequences, a held-back stream."""
 
 from __future__ import annotations
 
-import threading
-
-import torch
-from transformers import StoppingCriteria
-
+from promptyard.errors import Unprocessable
 from promptyard.plugins.base import PromptInput
 
 # Named prompt formats for models whose tokenizer has no chat template (Jinja, like chat templates).
@@ -25,13 +21,33 @@ def plain_chat(messages: list[dict[str, str]]) -> str:
     return "\n".join(lines + ["assistant:"])
 
 
+def check_messages(messages: object) -> None:
+    """A chat is a non-empty list of {"role": str, "content": str} objects."""
+    if not isinstance(messages, list) or not messages:
+        raise Unprocessable("A chat prompt must be a non-empty list of messages.", code="invalid_messages")
+    for index, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise Unprocessable(
+                f"Message {index} must be an object with a string 'role' and a string 'content'.",
+                code="invalid_messages", details={"index": index},
+            )
+
+
 def prompt_to_text(prompt: PromptInput, tokenizer, prompt_format: str | None) -> tuple[str, bool]:
     """The text to encode and whether a chat template made it: the tokenizer's, else the prompt format's."""
     if isinstance(prompt, str):
         return prompt, False
+    check_messages(prompt)
     template = getattr(tokenizer, "chat_template", None) or PROMPT_FORMATS.get(prompt_format or "", prompt_format)
     if template:
-        text = tokenizer.apply_chat_template(prompt, chat_template=template, tokenize=False, add_generation_prompt=True)
+        try:
+            text = tokenizer.apply_chat_template(
+                prompt, chat_template=template, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # noqa: BLE001 - templates raise anything (jinja errors, raise_exception(...))
+            raise Unprocessable(f"The model's chat template refused these messages: {exc}",
+                                code="chat_template_error") from exc
         return text, True
     return plain_chat(prompt), False
 
@@ -43,35 +59,6 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     if not found:
         return text, False
     return text[: min(found)], True
-
-
-class StopOnText(StoppingCriteria):
-    """Ends generation once the generated text (after `prompt_length` tokens) contains a stop sequence."""
-
-    def __init__(self, tokenizer, stops: list[str], prompt_length: int) -> None:
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stops if s]
-        self.prompt_length = prompt_length
-        # A stop of n characters spans at most 4n byte-level tokens; a margin covers merges across its edges.
-        self.window = 4 * max((len(s) for s in self.stops), default=0) + 8
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        done = []
-        for row in input_ids:
-            tail = row[self.prompt_length:][-self.window:]
-            text = self.tokenizer.decode(tail, skip_special_tokens=True)
-            done.append(any(stop in text for stop in self.stops))
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class StopOnEvent(StoppingCriteria):
-    """Ends generation when an event is set (the consumer of a stream went away)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class StopBuffer:
