@@ -1,0 +1,29 @@
+"""The top-level package: create_app is importable from it, but only loaded (with Flask) when asked for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import promptyard
+
+
+def test_create_app_is_importable_from_the_package():
+    from promptyard import create_app
+    from promptyard.app import create_app as real
+
+    assert create_app is real
+    assert "create_app" in promptyard.__all__
+
+
+def test_importing_the_package_does_not_import_flask():
+    script = "import sys, promptyard; print('flask' in sys.modules, promptyard.__version__)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", promptyard.__version__]
+
+
+def test_unknown_attributes_are_still_attribute_errors():
+    with pytest.raises(AttributeError):
+        promptyard.no_such_thing  # noqa: B018
