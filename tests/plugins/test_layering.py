@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import promptyard.plugins
+from tests.test_package import run_python
 
 FORBIDDEN = ("flask", "flask_openapi3", "flask_sqlalchemy", "sqlalchemy", "promptyard.db", "promptyard.api")
 FORBIDDEN_TOP = ("flask", "flask_openapi3", "flask_sqlalchemy", "sqlalchemy", "werkzeug")
@@ -46,5 +45,4 @@ def test_importing_the_plugins_pulls_in_neither_flask_nor_the_database():
         f"import sys, {modules}\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_TOP!r}))"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
+    assert run_python(script).strip() == "[]"
