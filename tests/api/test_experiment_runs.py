@@ -10,7 +10,7 @@ from scipy import stats
 from promptyard.models.service import install_plugin
 from promptyard.plugins.function import FunctionPlugin, prompt_text
 
-SUBJECTS = [f"user-{i}" for i in range(80)]
+SUBJECTS = [f"user-{i}" for i in range(60)]
 # Out of 10 hash buckets per subject, how many fail on each version: version 2 fails far more often.
 FAILING_BUCKETS = {"v1": 1, "v2": 6}
 
@@ -83,7 +83,7 @@ def test_runs_through_an_experiment_are_recorded_and_counted(client, experiment)
     for version in (1, 2):
         arm, counts = by_version[version], outcomes[version]
         total = counts["succeeded"] + counts["failed"]
-        assert total > 10  # both arms get a fair share of the 80 subjects
+        assert total > 10  # both arms get a fair share of the subjects
         assert (arm["executions"], arm["successes"], arm["assignments"]) == (total, counts["succeeded"], total)
         assert arm["success_rate"] == pytest.approx(counts["succeeded"] / total)
         assert arm["ratings"] == len(ratings[version])
