@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import threading
+
 import httpx
 import openai
 import pytest
@@ -226,15 +228,35 @@ def wait_for(find, seconds: float = 20.0):
     raise AssertionError("nothing appeared in time")
 
 
+class GatedPlugin(FunctionPlugin):
+    """Streams its first word, then holds its queue slot until the test opens the gate."""
+
+    def __init__(self, fn, gate: threading.Event):
+        super().__init__(fn)
+        self.gate = gate
+
+    def stream(self, prompt, params):
+        words = super().stream(prompt, params)
+        yield next(words)
+        self.gate.wait(30)
+        return (yield from words)
+
+
 @pytest.mark.parametrize("app_config", [{"PROMPTYARD_QUEUE_CONCURRENCY": 1, "PROMPTYARD_QUEUE_SIZE": 0}])
 def test_a_full_queue_is_a_rate_limit_error(base_url, oai, app):
-    service.install_plugin("busy", FunctionPlugin(lambda p, params: "tick " * 100, delay=0.02))
+    gate = threading.Event()
+    service.install_plugin("busy", GatedPlugin(lambda p, params: "tick " * 10, gate))
     with httpx.stream("POST", f"{base_url}/v1/completions", json={"model": "busy", "prompt": "a", "stream": True},
                       timeout=30) as response:
-        next(line for line in response.iter_lines() if line.startswith("data: "))  # it holds the only slot now
-        with pytest.raises(openai.RateLimitError) as err:
-            oai.completions.create(model="busy", prompt="b")
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith("data: "))  # it holds the only slot now
+        try:
+            with pytest.raises(openai.RateLimitError) as err:
+                oai.completions.create(model="busy", prompt="b")
+        finally:
+            gate.set()
         assert err.value.response.headers.get("Retry-After")
+        assert any("[DONE]" in line for line in lines)
 
 
 def test_the_openai_compatible_backend_round_trips_through_promptyards_own_v1(base_url, app):
