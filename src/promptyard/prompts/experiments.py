@@ -22,7 +22,6 @@ from promptyard.db.models import (
 )
 from promptyard.errors import Conflict, NotFound, Unprocessable
 from promptyard.prompts.library import get_version
-from promptyard.optional import import_optional
 from promptyard.prompts.experiment_stats import compare_ratings, compare_rates
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
@@ -318,11 +317,11 @@ def _verdict(
 
 
 def _pass_rates(version_ids: list[int]) -> dict[int, float | None]:
-    """Evaluation pass rate per version, when the evals layer exists and has scored that version."""
-    runs = import_optional("promptyard.evals.runs")
-    if runs is None or not hasattr(runs, "pass_rate_by_version"):
-        return {}
-    scored = runs.pass_rate_by_version(version_ids)
+    """Evaluation pass rate per version that finished evaluation runs have scored."""
+    # Imported here: evals depends on the prompt library, so a module-level import would be circular.
+    from promptyard.evals.runs import pass_rate_by_version
+
+    scored = pass_rate_by_version(version_ids)
     return {
         version_id: counts["passed"] / counts["total"]
         for version_id, counts in scored.items()
