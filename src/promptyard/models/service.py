@@ -228,3 +228,24 @@ def _plugin_spec(row: ModelConfig) -> dict[str, Any]:
     # Copied out of the row so the factory can run after the session that loaded the row is gone.
     return {"plugin": row.plugin, "source": row.source, "revision": row.revision,
             "quantization": row.quantization, "options": dict(row.options or {})}
+
+
+def register_presets() -> str:
+    """Startup hook: register each built-in preset not registered yet; a user's edits are never overwritten."""
+    from promptyard.plugins.presets import PRESETS
+
+    specs = list(PRESETS.values()) if isinstance(PRESETS, dict) else list(PRESETS)
+    existing = set(db.session.scalars(select(ModelConfig.name)))
+    added = []
+    for preset in specs:
+        spec = preset.to_dict() if hasattr(preset, "to_dict") else dict(preset)
+        name = spec.pop("name")
+        if name in existing:
+            continue
+        _insert(name, spec.pop("plugin"), spec.pop("source"), is_preset=True, **{
+            key: spec[key] for key in ("quantization", "params", "pricing", "options", "revision", "description")
+            if key in spec
+        })
+        added.append(name)
+    return f"{len(added)} preset(s) registered, {len(specs) - len(added)} already there"
+

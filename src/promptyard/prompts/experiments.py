@@ -21,7 +21,7 @@ from promptyard.db.models import (
     PromptVersion,
 )
 from promptyard.errors import Conflict, NotFound, Unprocessable
-from promptyard.optional import import_optional
+from promptyard.prompts.library import get_version
 from promptyard.prompts.experiment_stats import compare_ratings, compare_rates
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
@@ -58,7 +58,7 @@ def create_experiment(
         name=name, prompt_id=prompt_row.id, alpha=alpha, metric=metric, description=description, status="running"
     )
     for position, arm in enumerate(arms):
-        version = _find_version(prompt_row, arm["version"])
+        version = get_version(prompt_row, arm["version"])
         experiment.arms.append(ExperimentArm(version_id=version.id, weight=float(arm["weight"]), position=position))
     db.session.add(experiment)
     try:
@@ -112,19 +112,6 @@ def _is_arm(arm: Any) -> bool:
         and isinstance(arm.get("weight"), (int, float))
         and not isinstance(arm.get("weight"), bool)
     )
-
-
-def _find_version(prompt: Prompt, number: int) -> PromptVersion:
-    version = db.session.scalar(
-        select(PromptVersion).where(PromptVersion.prompt_id == prompt.id, PromptVersion.number == number)
-    )
-    if version is None:
-        raise NotFound(
-            f"Prompt '{prompt.name}' has no version {number}.",
-            code="version_not_found",
-            details={"prompt": prompt.name, "version": number},
-        )
-    return version
 
 
 def get_experiment(name: str) -> Experiment:
@@ -330,11 +317,11 @@ def _verdict(
 
 
 def _pass_rates(version_ids: list[int]) -> dict[int, float | None]:
-    """Evaluation pass rate per version, when the evals layer exists and has scored that version."""
-    runs = import_optional("promptyard.evals.runs")
-    if runs is None or not hasattr(runs, "pass_rate_by_version"):
-        return {}
-    scored = runs.pass_rate_by_version(version_ids)
+    """Evaluation pass rate per version that finished evaluation runs have scored."""
+    # Imported here: evals depends on the prompt library, so a module-level import would be circular.
+    from promptyard.evals.runs import pass_rate_by_version
+
+    scored = pass_rate_by_version(version_ids)
     return {
         version_id: counts["passed"] / counts["total"]
         for version_id, counts in scored.items()
