@@ -38,6 +38,21 @@ class Settings:
     PROMPTYARD_RATE_LIMIT: str = field(
         default="600 per minute", metadata={"help": "Default per-key rate limit."}
     )
+    PROMPTYARD_MODEL_MEMORY_BYTES: int | None = field(
+        default=None, metadata={"help": "Memory budget for loaded models (LRU eviction beyond); unset: no bound."}
+    )
+    PROMPTYARD_CACHE_TTL: int = field(
+        default=7 * 24 * 3600, metadata={"help": "Seconds a cached response lives; 0 means no expiry."}
+    )
+    PROMPTYARD_CACHE_MAX_ENTRIES: int = field(
+        default=10000, metadata={"help": "Most cached responses kept; the least recently used are evicted."}
+    )
+    PROMPTYARD_QUEUE_CONCURRENCY: int = field(
+        default=1, metadata={"help": "Generations run at once per model."}
+    )
+    PROMPTYARD_QUEUE_SIZE: int = field(
+        default=16, metadata={"help": "Requests waiting per model before new ones get 429."}
+    )
 
 
 ENV_KEYS = [f.name for f in fields(Settings)]

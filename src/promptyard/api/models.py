@@ -1,0 +1,98 @@
+"""Plugins and registered models: list, register, show, load and unload."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
+
+from promptyard.api.auth import require_role
+from promptyard.models import service
+from promptyard.plugins.registry import get_registry
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
+api = APIBlueprint("models", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="models")],
+                   abp_security=[{"bearer": []}])
+
+
+class Pricing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_per_1k: NonNegativeFloat | None = Field(None, description="Price per 1K input tokens (API backends).")
+    output_per_1k: NonNegativeFloat | None = Field(None, description="Price per 1K output tokens (API backends).")
+    gpu_hour: NonNegativeFloat | None = Field(None, description="Price per GPU-hour of generation (self-hosted).")
+
+
+class ModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME_PATTERN, description="Unique name, like a prompt name.")
+    plugin: str = Field(min_length=1, max_length=100, description="Installed plugin that runs it (see /plugins).")
+    source: str = Field(min_length=1, max_length=500, description="Hub id, local folder or base URL.")
+    quantization: Literal["4bit", "8bit"] | None = Field(None, description="bitsandbytes quantization (CUDA only).")
+    revision: str | None = Field(None, max_length=100, description="Hub revision (branch, tag or commit).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Default generation params.")
+    pricing: Pricing | None = Field(None, description="Per-1K-token prices or a GPU-hour price.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Plugin options, e.g. trust_remote_code.")
+    description: str = Field("", max_length=2000)
+
+
+class ModelPath(BaseModel):
+    name: str
+
+
+class ListQuery(BaseModel):
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+@api.get("/plugins")
+def list_plugins(query: ListQuery):
+    """Installed plugins with their kind, version, status and load error."""
+    items = get_registry().list()
+    return {"items": items[query.offset:query.offset + query.limit], "total": len(items)}
+
+
+@api.get("/models")
+def list_models(query: ListQuery):
+    """Registered models and presets, each with its status."""
+    items = service.list_models()
+    return {"items": items[query.offset:query.offset + query.limit], "total": len(items)}
+
+
+@api.post("/models", responses={201: None})
+@require_role("admin")
+def register_model(body: ModelCreate):
+    """Register a model with the plugin that serves it."""
+    row = service.register_model(
+        body.name, body.plugin, body.source,
+        quantization=body.quantization,
+        params=body.params,
+        pricing=body.pricing.model_dump(exclude_none=True) if body.pricing else None,
+        options=body.options,
+        revision=body.revision,
+        description=body.description,
+    )
+    return service.model_to_dict(row), 201
+
+
+@api.get("/models/<name>")
+def show_model(path: ModelPath):
+    """One registered model with its status."""
+    return service.model_to_dict(service.get_model(path.name))
+
+
+@api.post("/models/<name>/load")
+@require_role("admin")
+def load_model(path: ModelPath):
+    """Load a model into memory now (otherwise the first request loads it)."""
+    service.load_model(path.name)
+    return service.model_to_dict(service.get_model(path.name))
+
+
+@api.post("/models/<name>/unload")
+@require_role("admin")
+def unload_model(path: ModelPath):
+    """Free a loaded model's memory."""
+    service.unload_model(path.name)
+    return service.model_to_dict(service.get_model(path.name))

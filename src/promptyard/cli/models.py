@@ -1,0 +1,86 @@
+"""`promptyard models list|register|pull`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from promptyard.errors import Unprocessable
+
+
+def _pairs(option: str, values: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs into a dict; values are read as JSON when they parse (numbers, booleans, lists)."""
+    result: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise Unprocessable(f"{option} takes KEY=VALUE, got '{item}'.", code="bad_option")
+        try:
+            result[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            result[key.strip()] = raw
+    return result
+
+
+@click.group("models")
+def command() -> None:
+    """Registered models: list, register, pull weights."""
+
+
+@command.command("list")
+@with_appcontext
+def list_() -> None:
+    """List registered models and presets with their status."""
+    from promptyard.models import service
+
+    rows = service.list_models()
+    if not rows:
+        click.echo("No models registered. Add one with 'promptyard models register'.")
+    for row in rows:
+        click.echo(f"{row['name']}\t{row['plugin']}\t{row['status']}\t{row['source']}")
+
+
+@command.command("register")
+@click.argument("name")
+@click.option("--plugin", required=True, help="Plugin that serves it: transformers, openai-compatible, ...")
+@click.option("--source", required=True, help="Hub id, local folder or base URL.")
+@click.option("--quantization", type=click.Choice(["4bit", "8bit"]), default=None, help="bitsandbytes (CUDA).")
+@click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Default generation param.")
+@click.option("--pricing", "pricing", multiple=True, metavar="KEY=VALUE", help="input_per_1k, output_per_1k or gpu_hour.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option.")
+@click.option("--description", default="", help="What the model is for.")
+@with_appcontext
+def register(name: str, plugin: str, source: str, quantization: str | None, revision: str | None,
+             params: tuple[str, ...], pricing: tuple[str, ...], options: tuple[str, ...], description: str) -> None:
+    """Register a model under NAME."""
+    from promptyard.models import service
+
+    row = service.register_model(
+        name, plugin, source,
+        quantization=quantization,
+        params=_pairs("--param", params),
+        pricing=_pairs("--pricing", pricing) or None,
+        options=_pairs("--option", options),
+        revision=revision,
+        description=description,
+    )
+    detail = service.model_to_dict(row)
+    click.echo(f"Registered {row.name} ({row.plugin}, {row.source}): {detail['status']}.")
+
+
+@command.command("pull")
+@click.argument("name")
+@with_appcontext
+def pull(name: str) -> None:
+    """Download NAME's weights from the Hugging Face hub (with a progress bar)."""
+    from promptyard.models import service
+    from promptyard.models.pull import pull_weights
+
+    row = service.get_model(name)
+    click.echo(f"Pulling {row.source} for {row.name}...")
+    folder = pull_weights(row.name, row.source, plugin=row.plugin, revision=row.revision)
+    click.echo(f"{row.name} is ready: weights in {folder}.")

@@ -1,0 +1,15 @@
+"""Registered models: the service (register, list, load) and the ModelManager slot on the app."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from promptyard.plugins.manager import ModelManager
+
+EXTENSION_KEY = "promptyard.models"
+
+
+def init_app(app: Flask) -> None:
+    """Put one ModelManager on the app, bounded by PROMPTYARD_MODEL_MEMORY_BYTES when set."""
+    budget = app.config.get("PROMPTYARD_MODEL_MEMORY_BYTES")
+    app.extensions[EXTENSION_KEY] = ModelManager(int(budget) if budget not in (None, "") else None)

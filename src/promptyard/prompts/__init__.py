@@ -1,0 +1,1 @@
+"""The prompt library: prompts, versions, labels, templates and experiments."""
