@@ -119,3 +119,22 @@ def cli(app):
         return runner.invoke(main, list(args), obj=ScriptInfo(create_app=lambda: app), input=input)
 
     return invoke
+
+
+@pytest.fixture
+def live_api(tmp_path):
+    """The real API served by waitress on a free loopback port (fresh SQLite); yields (app, base_url)."""
+    import threading
+
+    import waitress
+
+    app = make_app(f"sqlite:///{tmp_path / 'live.db'}", tmp_path / "live-home")
+    with app.app_context():
+        db.create_all()
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8, ident="promptyard-test")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+    with app.app_context():
+        db.engine.dispose()

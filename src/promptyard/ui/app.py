@@ -12,6 +12,7 @@ PAGES = Path(__file__).resolve().parent / "pages"
 
 st.set_page_config(page_title="promptyard", page_icon="🌱", layout="wide")
 
+sidebar()
 navigation = st.navigation(
     {
         "Prompts": [
@@ -28,7 +29,6 @@ navigation = st.navigation(
         "Setup": [st.Page(PAGES / "models.py", title="Models", icon="🧠")],
     }
 )
-sidebar()
 try:
     navigation.run()
 except Exception as exc:  # noqa: BLE001 - a page bug must read as a message, never as a traceback
