@@ -1,1 +1,1 @@
-"""The prompt library: prompts, versions, labels, templates and experiments."""
+"""The versioned prompt library: templates, prompts, versions, labels, import/export, starter set, experiments."""
