@@ -1,0 +1,400 @@
+"""The execution pipeline: resolve -> render -> params -> context check -> cache -> queue -> generate -> record.
+
+Failure policy (the same for `execute` and `execute_stream`): anything that fails *before* generation starts
+(unknown model/prompt, bad params, input too long, queue full, a model that cannot load) raises its typed
+error and records nothing. Once generation has started, the execution is always recorded and finished:
+`failed` with the reason when the backend raises (then a 503, or the backend's own typed error), `cancelled`
+with the partial output when a stream is closed early.
+
+Cache policy: `cache=True` (default) uses the cache only for deterministic params (greedy, temperature 0, or a
+fixed seed); `cache="always"` also caches sampled requests; `cache=False` neither reads nor writes it.
+A cache hit is recorded as its own execution with `cache_hit` true and cost 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from flask import current_app
+
+from promptyard.db import db
+from promptyard.db.models import Execution, ModelConfig
+from promptyard.errors import PromptyardError, Unavailable, Unprocessable
+from promptyard.execution.cache import CachedResponse, ResponseCache, cache_key
+from promptyard.execution.cost import execution_cost
+from promptyard.execution.queue import ExecutionQueue, Ticket
+from promptyard.execution.records import Outcome, finish_record, record_complete, start_record
+from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
+from promptyard.models.service import get_model, get_plugin, validate_params
+from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput, StreamResult
+
+log = logging.getLogger(__name__)
+
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+SOURCES = ("api", "v1", "eval", "cli", "ui")
+CANCELLED_REASON = "cancelled: the client went away before the generation finished"
+
+
+@dataclass
+class ExecutionRequest:
+    model: str
+    prompt: str | None = None          # library prompt name
+    version: int | None = None
+    label: str | None = None
+    experiment: str | None = None      # with subject: the experiment's sticky arm picks the version
+    subject: str | None = None
+    variables: dict = field(default_factory=dict)
+    input: str | list[dict] | None = None   # raw input (text or chat messages) when no prompt
+    params: dict = field(default_factory=dict)   # over the prompt version's params, over the model's params
+    cache: bool | str = True           # True: deterministic requests only; "always": sampled too; False: off
+    source: str = "api"                # api | v1 | eval | cli | ui
+
+
+@dataclass
+class _Prepared:
+    """Everything generation needs, as plain values (no ORM rows cross the queue or the generation)."""
+
+    model_name: str
+    pricing: dict[str, Any]
+    plugin: LLMPlugin
+    prompt_input: PromptInput
+    params: GenerationParams
+    cache_key: str | None
+    record: dict[str, Any]
+
+
+def get_cache() -> ResponseCache:
+    return current_app.extensions["promptyard.execution.cache"]
+
+
+def get_queue() -> ExecutionQueue:
+    return current_app.extensions["promptyard.execution.queue"]
+
+
+def execute(request: ExecutionRequest) -> Execution:
+    """Run to completion and return the recorded row; typed errors for bad input, nothing half-written."""
+    prepared = _prepare(request)
+    hit = _cache_lookup(prepared)
+    if hit is not None:
+        return _record_hit(prepared, hit, stream=False)
+    db.session.commit()  # end any read transaction before waiting in the queue
+    with get_queue().acquire(prepared.model_name) as ticket:
+        execution_id = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms, stream=False)
+        started = time.perf_counter()
+        try:
+            generation = prepared.plugin.generate(prepared.prompt_input, prepared.params)
+            _check_generation(prepared.model_name, generation)
+        except BaseException as exc:
+            error = _as_error(prepared.model_name, exc)
+            finish_record(execution_id, Outcome("failed", error=error.message, finish_reason="error",
+                                                latency_ms=_ms_since(started)))
+            if isinstance(exc, Exception):
+                raise error from exc
+            raise
+        latency_ms = _ms_since(started)
+        row = finish_record(execution_id, _success(prepared, generation, generation.text, latency_ms))
+    _cache_store(prepared, generation.text, generation)
+    return row
+
+
+def execute_stream(request: ExecutionRequest) -> ExecutionStream:
+    """Yields {"delta": "..."} then {"execution": {...}}; a mid-stream failure ends with {"error", "execution"}.
+
+    Bad input and a full queue raise before anything is yielded. Closing the stream early records the
+    execution as `cancelled` with the partial output.
+    """
+    prepared = _prepare(request)
+    hit = _cache_lookup(prepared)
+    ticket = None
+    if hit is None:
+        db.session.commit()
+        ticket = get_queue().acquire(prepared.model_name)
+    try:
+        execution_id = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms if ticket else 0.0,
+                                    stream=True, cache_hit=hit is not None)
+    except BaseException:
+        if ticket is not None:
+            ticket.release()
+        raise
+
+    def abandon() -> None:
+        try:
+            finish_record(execution_id, Outcome("cancelled", error=CANCELLED_REASON, finish_reason="cancelled"))
+        finally:
+            if ticket is not None:
+                ticket.release()
+
+    body = _stream_body(prepared, execution_id, hit, ticket)
+    return ExecutionStream(body, execution_id, abandon)
+
+
+class ExecutionStream(Iterator[dict]):
+    """The events of one streamed execution; close() before the end records it as cancelled."""
+
+    def __init__(self, body: Iterator[dict], execution_id: int, abandon: Callable[[], None]) -> None:
+        self._body = body
+        self.execution_id = execution_id
+        self._abandon = abandon
+        self._started = False
+        self._closed = False
+
+    def __iter__(self) -> ExecutionStream:
+        return self
+
+    def __next__(self) -> dict:
+        self._started = True
+        return next(self._body)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:  # the body never ran, so its own cleanup never will: do it here
+            self._abandon()
+        self._body.close()
+
+
+def _stream_body(prepared: _Prepared, execution_id: int, hit: CachedResponse | None,
+                 ticket: Ticket | None) -> Iterator[dict]:
+    started = time.perf_counter()
+    parts: list[str] = []
+    result: StreamResult | None = None
+    try:
+        try:
+            if hit is not None:
+                deltas: Iterator[str] = iter(_replay_pieces(hit.output))
+            else:
+                result = StreamResult(prepared.plugin.stream(prepared.prompt_input, prepared.params))
+                deltas = iter(result)
+            for delta in deltas:
+                if not isinstance(delta, str):
+                    raise Unavailable(f"Model '{prepared.model_name}' streamed something that is not text.",
+                                      code="backend_garbage")
+                parts.append(delta)
+                yield {"delta": delta}
+        except GeneratorExit:
+            if result is not None:
+                result.close()
+            finish_record(execution_id, Outcome("cancelled", output="".join(parts), error=CANCELLED_REASON,
+                                                finish_reason="cancelled", latency_ms=_ms_since(started)))
+            raise
+        except Exception as exc:  # noqa: BLE001 - the status line is already sent: report it as an event
+            error = _as_error(prepared.model_name, exc)
+            row = finish_record(execution_id, Outcome("failed", output="".join(parts), error=error.message,
+                                                      finish_reason="error", latency_ms=_ms_since(started)))
+            yield {"error": error.to_dict()["error"], "execution": execution_to_dict(row)}
+            return
+        text = "".join(parts)
+        latency_ms = _ms_since(started)
+        if hit is not None:
+            outcome = _hit_outcome(hit, latency_ms)
+        else:
+            generation = result.generation or Generation(text=text)
+            outcome = _success(prepared, generation, text, latency_ms)
+        row = finish_record(execution_id, outcome)
+        if hit is None:
+            _cache_store(prepared, text, result.generation or Generation(text=text))
+        yield {"execution": execution_to_dict(row)}
+    finally:
+        if ticket is not None:
+            ticket.release()
+
+
+def execution_to_dict(row: Execution) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status,
+        "model": row.model_name,
+        "plugin": row.plugin,
+        "prompt": row.prompt_name,
+        "version": row.version_number,
+        "label": row.label,
+        "experiment_id": row.experiment_id,
+        "subject": row.subject,
+        "params": dict(row.params or {}),
+        "variables": dict(row.variables or {}),
+        "rendered_input": row.rendered_input,
+        "output": row.output,
+        "error": row.error,
+        "finish_reason": row.finish_reason,
+        "cache_hit": row.cache_hit,
+        "stream": row.stream,
+        "source": row.source,
+        "queue_wait_ms": row.queue_wait_ms,
+        "latency_ms": row.latency_ms,
+        "tokens_in": row.tokens_in,
+        "tokens_out": row.tokens_out,
+        "cost": row.cost,
+        "created_at": _iso(row.created_at),
+        "finished_at": _iso(row.finished_at),
+    }
+
+
+def _prepare(request: ExecutionRequest) -> _Prepared:
+    _check_request(request)
+    model = get_model(request.model)
+    resolved: ResolvedPrompt | None = None
+    if request.prompt is not None or request.experiment is not None:
+        resolved = resolve_prompt(request.prompt, version=request.version, label=request.label,
+                                  experiment=request.experiment, subject=request.subject,
+                                  variables=request.variables)
+        prompt_input: PromptInput = resolved.text
+    else:
+        prompt_input = request.input
+    params = _merge_params(model, resolved, request.params)
+    plugin = get_plugin(model.name)
+    _check_context(model.name, plugin, prompt_input, params)
+    normalised = params.model_dump()
+    use_cache = request.cache is not False and (request.cache == "always" or params.is_deterministic())
+    key = cache_key(plugin=model.plugin, source=model.source, revision=model.revision,
+                    quantization=model.quantization, rendered_input=prompt_input, params=normalised) \
+        if use_cache else None
+    record = {
+        "model_name": model.name,
+        "plugin": model.plugin,
+        "params": normalised,
+        "variables": dict(request.variables or {}),
+        "rendered_input": prompt_input if isinstance(prompt_input, str) else json.dumps(prompt_input),
+        "subject": request.subject,
+        "source": request.source,
+    }
+    if resolved is not None:
+        record.update(prompt_id=resolved.prompt_id, version_id=resolved.version_id,
+                      prompt_name=resolved.prompt_name, version_number=resolved.version_number,
+                      label=resolved.label, experiment_id=resolved.experiment_id)
+    return _Prepared(model.name, dict(model.pricing or {}), plugin, prompt_input, params, key, record)
+
+
+def _check_request(request: ExecutionRequest) -> None:
+    has_prompt = request.prompt is not None or request.experiment is not None
+    if has_prompt == (request.input is not None):
+        raise Unprocessable("Give either a library 'prompt' (or 'experiment') or a raw 'input', not both or neither.",
+                            code="prompt_or_input", details={"field": "input"})
+    if request.input is not None:
+        _check_input(request.input)
+    if not isinstance(request.variables, dict):
+        raise Unprocessable("'variables' must be an object.", code="invalid_variables", details={"field": "variables"})
+    if not isinstance(request.params, dict):
+        raise Unprocessable("'params' must be an object.", code="invalid_params", details={"param": "params"})
+    if not (request.cache is True or request.cache is False or request.cache == "always"):
+        raise Unprocessable("'cache' must be true, false or \"always\".", code="invalid_cache",
+                            details={"field": "cache"})
+    if request.source not in SOURCES:
+        raise Unprocessable(f"Unknown source '{request.source}'.", code="invalid_source")
+
+
+def _check_input(value: Any) -> None:
+    if isinstance(value, str):
+        if not value:
+            raise Unprocessable("'input' is empty.", code="empty_input", details={"field": "input"})
+        return
+    if not isinstance(value, list) or not value:
+        raise Unprocessable("'input' must be text or a non-empty list of chat messages.", code="invalid_input",
+                            details={"field": "input"})
+    for index, message in enumerate(value):
+        if not (isinstance(message, dict) and message.get("role") in CHAT_ROLES
+                and isinstance(message.get("content"), str)):
+            raise Unprocessable(
+                f"Chat message {index} needs a 'role' ({', '.join(CHAT_ROLES)}) and a text 'content'.",
+                code="invalid_input", details={"field": f"input.{index}"},
+            )
+
+
+def _merge_params(model: ModelConfig, resolved: ResolvedPrompt | None, requested: dict[str, Any]) -> GenerationParams:
+    """Model defaults < prompt version params < request params; the request's are checked strictly (422)."""
+    known = GenerationParams.model_fields
+    merged = {k: v for k, v in (model.params or {}).items() if k in known}
+    if resolved is not None:
+        # A version may keep other settings beside generation params (a default model, say); they are not ours.
+        merged.update({k: v for k, v in resolved.params.items() if k in known})
+    merged.update(requested)
+    return validate_params(merged)
+
+
+def _check_context(model_name: str, plugin: LLMPlugin, prompt_input: PromptInput, params: GenerationParams) -> None:
+    limit = plugin.context_length()
+    if not limit:
+        return
+    tokens = plugin.count_tokens(prompt_input)
+    if tokens is not None and tokens + params.max_new_tokens > limit:
+        raise Unprocessable(
+            f"The input takes {tokens} tokens and max_new_tokens is {params.max_new_tokens}, but model "
+            f"'{model_name}' accepts {limit} tokens in all; shorten the input or lower max_new_tokens.",
+            code="context_length_exceeded",
+            details={"tokens_in": tokens, "max_new_tokens": params.max_new_tokens, "context_length": limit},
+        )
+
+
+def _cache_lookup(prepared: _Prepared) -> CachedResponse | None:
+    if prepared.cache_key is None:
+        return None
+    try:
+        return get_cache().get(prepared.cache_key)
+    except Exception:  # noqa: BLE001 - the cache only saves time; when it is down, generate instead
+        log.warning("response cache lookup failed", exc_info=True)
+        return None
+
+
+def _cache_store(prepared: _Prepared, text: str, generation: Generation) -> None:
+    if prepared.cache_key is None:
+        return
+    response = CachedResponse(text, generation.finish_reason, generation.tokens_in, generation.tokens_out)
+    try:
+        get_cache().put(prepared.cache_key, prepared.model_name, prepared.record["params"], response)
+    except Exception:  # noqa: BLE001
+        log.warning("response cache store failed", exc_info=True)
+
+
+def _record_hit(prepared: _Prepared, hit: CachedResponse, *, stream: bool) -> Execution:
+    outcome = _hit_outcome(hit, 0.0)
+    return record_complete(
+        **prepared.record, status="succeeded", output=outcome.output, finish_reason=outcome.finish_reason,
+        latency_ms=outcome.latency_ms, tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost=0.0,
+        cache_hit=True, stream=stream,
+    )
+
+
+def _hit_outcome(hit: CachedResponse, latency_ms: float) -> Outcome:
+    return Outcome("succeeded", output=hit.output, finish_reason=hit.finish_reason, latency_ms=latency_ms,
+                   tokens_in=hit.tokens_in, tokens_out=hit.tokens_out, cost=0.0)
+
+
+def _success(prepared: _Prepared, generation: Generation, text: str, latency_ms: float) -> Outcome:
+    generate_ms = float(generation.timings.get("generate", latency_ms))
+    cost = execution_cost(prepared.pricing, generation.tokens_in, generation.tokens_out, generate_ms)
+    return Outcome("succeeded", output=text, finish_reason=generation.finish_reason, latency_ms=latency_ms,
+                   tokens_in=int(generation.tokens_in or 0), tokens_out=int(generation.tokens_out or 0), cost=cost)
+
+
+def _check_generation(model_name: str, generation: Any) -> None:
+    if not isinstance(generation, Generation) or not isinstance(generation.text, str):
+        raise Unavailable(f"Model '{model_name}' returned something that is not a generation.",
+                          code="backend_garbage")
+
+
+def _as_error(model_name: str, exc: BaseException) -> PromptyardError:
+    """The backend's own typed error, or a 503 saying what went wrong."""
+    if isinstance(exc, PromptyardError):
+        return exc
+    if isinstance(exc, (GeneratorExit, KeyboardInterrupt, SystemExit)):
+        return Unavailable(f"Generation on model '{model_name}' was interrupted.", code="generation_interrupted")
+    return Unavailable(f"Model '{model_name}' failed: {exc.__class__.__name__}: {exc}", code="generation_failed",
+                       details={"model": model_name})
+
+
+def _replay_pieces(text: str) -> list[str]:
+    """A cached output replayed as word-sized deltas, like a live stream."""
+    return re.findall(r"\S+\s*|\s+", text) or ([text] if text else [])
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,66 @@
+"""execution_history rows: written `running` before generation, finished after, each in its own short commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptyard.db import db, utcnow
+from promptyard.db.models import Execution
+
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Outcome:
+    """How a generation ended, to be written onto its record."""
+
+    status: str
+    output: str = ""
+    error: str | None = None
+    finish_reason: str | None = None
+    latency_ms: float | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def start_record(**values: Any) -> int:
+    """Insert a `running` row and commit at once, so no transaction stays open while the model generates."""
+    row = Execution(status="running", **values)
+    db.session.add(row)
+    db.session.commit()
+    execution_id = row.id
+    # Forget the row: touching it later would begin a new transaction in the middle of generation.
+    db.session.expunge(row)
+    return execution_id
+
+
+def finish_record(execution_id: int, outcome: Outcome) -> Execution:
+    """Write how the execution ended and commit; the row is never left `running`."""
+    if outcome.status not in FINAL_STATUSES:
+        raise ValueError(f"not a final status: {outcome.status}")
+    db.session.rollback()  # drop anything a failed statement left behind before writing the outcome
+    row = db.session.get(Execution, execution_id)
+    row.status = outcome.status
+    row.output = outcome.output
+    row.error = outcome.error
+    row.finish_reason = outcome.finish_reason
+    row.latency_ms = outcome.latency_ms
+    row.tokens_in = outcome.tokens_in
+    row.tokens_out = outcome.tokens_out
+    row.cost = outcome.cost
+    row.finished_at = utcnow()
+    for name, value in outcome.extra.items():
+        setattr(row, name, value)
+    db.session.commit()
+    return row
+
+
+def record_complete(**values: Any) -> Execution:
+    """Insert an execution that is already finished (a cache hit: nothing runs in between)."""
+    row = Execution(finished_at=utcnow(), **values)
+    db.session.add(row)
+    db.session.commit()
+    return row

@@ -1,0 +1,217 @@
+"""The pipeline end to end with function-backed models: resolve, render, params, context, record, stream."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from promptyard.db import db
+from promptyard.db.models import Execution
+from promptyard.errors import NotFound, PromptyardError, Unavailable, Unprocessable
+from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream
+from promptyard.plugins.base import GenerationParams
+
+
+def count_executions():
+    return db.session.scalar(select(func.count()).select_from(Execution))
+
+
+def test_raw_input_is_generated_and_recorded(install):
+    plugin = install("echo")
+    row = execute(ExecutionRequest(model="echo", input="hello world"))
+    assert row.status == "succeeded"
+    assert row.output == "echo: hello world"
+    assert (row.tokens_in, row.tokens_out) == (2, 3)
+    assert row.rendered_input == "hello world"
+    assert row.cache_hit is False and row.finished_at is not None and row.latency_ms >= 0
+    assert plugin.calls[0][0] == "hello world"
+
+
+def test_chat_input_reaches_the_plugin_as_messages(install):
+    plugin = install("echo")
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    row = execute(ExecutionRequest(model="echo", input=messages))
+    assert plugin.calls[0][0] == messages
+    assert row.output == "echo: system: be brief\nuser: hi"
+
+
+def test_params_pass_through_unchanged_with_precedence(install, make_prompt):
+    plugin = install("echo", params={"max_new_tokens": 10, "temperature": 0.5, "top_p": 0.9})
+    make_prompt("greet", ["Hello {{ name }}"], params=[{"temperature": 0.7, "seed": 3, "model": "elsewhere"}])
+    execute(ExecutionRequest(model="echo", prompt="greet", variables={"name": "Ada"},
+                             params={"seed": 11, "stop": ["\n"]}))
+    prompt, params = plugin.calls[0]
+    assert prompt == "Hello Ada"
+    assert params == GenerationParams(max_new_tokens=10, temperature=0.7, top_p=0.9, seed=11, stop=["\n"])
+
+
+def test_prompt_by_version_label_and_latest(install, make_prompt):
+    install("echo")
+    make_prompt("greet", ["v1 {{ name }}", "v2 {{ name }}", "v3 {{ name }}"], labels={"production": 2})
+    latest = execute(ExecutionRequest(model="echo", prompt="greet", variables={"name": "x"}))
+    assert (latest.output, latest.version_number, latest.prompt_name) == ("echo: v3 x", 3, "greet")
+    pinned = execute(ExecutionRequest(model="echo", prompt="greet", version=1, variables={"name": "x"}))
+    assert pinned.output == "echo: v1 x"
+    labelled = execute(ExecutionRequest(model="echo", prompt="greet", label="production", variables={"name": "x"}))
+    assert (labelled.output, labelled.label, labelled.version_number) == ("echo: v2 x", "production", 2)
+    assert labelled.variables == {"name": "x"}
+
+
+def test_experiment_arm_is_sticky_per_subject(install, make_prompt, make_experiment):
+    install("echo")
+    prompt = make_prompt("greet", ["A {{ name }}", "B {{ name }}"])
+    experiment = make_experiment("ab", prompt, {1: 1.0, 2: 1.0})
+    seen = {}
+    for subject in [f"user-{i}" for i in range(30)]:
+        first = execute(ExecutionRequest(model="echo", experiment="ab", subject=subject, variables={"name": "x"},
+                                         cache=False))
+        again = execute(ExecutionRequest(model="echo", prompt="greet", experiment="ab", subject=subject,
+                                         variables={"name": "x"}, cache=False))
+        assert first.version_number == again.version_number
+        assert first.experiment_id == experiment.id and first.subject == subject
+        seen[subject] = first.version_number
+    assert set(seen.values()) == {1, 2}  # 30 subjects at 50/50 land in both arms
+
+
+@pytest.mark.parametrize(
+    "request_kwargs, error, code",
+    [
+        ({"model": "ghost", "input": "x"}, NotFound, "model_not_found"),
+        ({"model": "echo", "prompt": "nope", "variables": {"name": "x"}}, NotFound, "prompt_not_found"),
+        ({"model": "echo", "prompt": "greet", "version": 9, "variables": {"name": "x"}}, NotFound,
+         "version_not_found"),
+        ({"model": "echo", "prompt": "greet", "label": "nope", "variables": {"name": "x"}}, NotFound,
+         "label_not_found"),
+        ({"model": "echo", "experiment": "nope", "subject": "s"}, NotFound, "experiment_not_found"),
+        ({"model": "echo", "experiment": "ab", "variables": {"name": "x"}}, Unprocessable, "subject_required"),
+        ({"model": "echo", "prompt": "greet", "version": 1, "label": "production"}, Unprocessable,
+         "ambiguous_version"),
+        ({"model": "echo", "prompt": "greet"}, PromptyardError, None),
+        ({"model": "echo"}, Unprocessable, "prompt_or_input"),
+        ({"model": "echo", "input": "x", "prompt": "greet"}, Unprocessable, "prompt_or_input"),
+        ({"model": "echo", "input": ""}, Unprocessable, "empty_input"),
+        ({"model": "echo", "input": [{"role": "wizard", "content": "x"}]}, Unprocessable, "invalid_input"),
+        ({"model": "echo", "input": "x", "cache": "sometimes"}, Unprocessable, "invalid_cache"),
+        ({"model": "echo", "input": "x", "variables": ["x"]}, Unprocessable, "invalid_variables"),
+    ],
+)
+def test_bad_requests_raise_typed_errors_and_record_nothing(install, make_prompt, make_experiment,
+                                                            request_kwargs, error, code):
+    plugin = install("echo")
+    prompt = make_prompt("greet", ["Hello {{ name }}"], labels={"production": 1})
+    make_experiment("ab", prompt, {1: 1.0})
+    with pytest.raises(error) as raised:
+        execute(ExecutionRequest(**request_kwargs))
+    assert raised.value.status in (404, 422)
+    if code:
+        assert raised.value.code == code
+    assert count_executions() == 0
+    assert plugin.calls == []
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"temperature": "warm"}, "temperature"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"seed": -1}, "seed"),
+        ({"stop": "not a list"}, "stop"),
+        ({"num_beams": 4}, "num_beams"),
+    ],
+)
+def test_bad_params_are_422_naming_the_param(install, params, name):
+    install("echo")
+    with pytest.raises(Unprocessable) as raised:
+        execute(ExecutionRequest(model="echo", input="x", params=params))
+    assert raised.value.details["param"] == name
+    assert f"'{name}'" in raised.value.message
+    assert count_executions() == 0
+
+
+def test_input_longer_than_the_context_is_422(install):
+    plugin = install("echo")
+    plugin.context_length = lambda: 10
+    plugin.count_tokens = lambda prompt: len(prompt.split())
+    with pytest.raises(Unprocessable) as raised:
+        execute(ExecutionRequest(model="echo", input="one two three four", params={"max_new_tokens": 7}))
+    assert raised.value.code == "context_length_exceeded"
+    assert raised.value.details == {"tokens_in": 4, "max_new_tokens": 7, "context_length": 10}
+    assert count_executions() == 0
+    assert execute(ExecutionRequest(model="echo", input="one two three", params={"max_new_tokens": 7})).output
+
+
+def test_a_backend_that_is_unavailable_leaves_a_failed_record(install):
+    def down(prompt, params):
+        raise Unavailable("backend at http://x is down", code="backend_unavailable")
+
+    install("down", down)
+    with pytest.raises(Unavailable) as raised:
+        execute(ExecutionRequest(model="down", input="x"))
+    assert "is down" in raised.value.message
+    row = db.session.scalar(select(Execution))
+    assert (row.status, row.finish_reason) == ("failed", "error")
+    assert "is down" in row.error and row.finished_at is not None
+
+
+def test_a_backend_crash_becomes_503_with_the_reason(install):
+    install("crash", lambda prompt, params: 1 / 0)
+    with pytest.raises(Unavailable) as raised:
+        execute(ExecutionRequest(model="crash", input="x"))
+    assert raised.value.code == "generation_failed" and "ZeroDivisionError" in raised.value.message
+    assert db.session.scalar(select(Execution.status)) == "failed"
+
+
+def test_garbage_from_a_backend_is_503(install):
+    plugin = install("garbage")
+    plugin.generate = lambda prompt, params: {"text": "not a Generation"}
+    with pytest.raises(Unavailable) as raised:
+        execute(ExecutionRequest(model="garbage", input="x"))
+    assert raised.value.code == "backend_garbage"
+    assert db.session.scalar(select(Execution.status)) == "failed"
+
+
+def test_stream_yields_deltas_then_the_record(install):
+    install("echo")
+    events = list(execute_stream(ExecutionRequest(model="echo", input="a b c")))
+    deltas = [e["delta"] for e in events[:-1]]
+    assert len(deltas) > 1
+    record = events[-1]["execution"]
+    assert "".join(deltas) == record["output"] == "echo: a b c"
+    assert record["status"] == "succeeded" and record["stream"] is True
+    assert db.session.get(Execution, record["id"]).output == "echo: a b c"
+
+
+def test_closing_a_stream_early_records_cancelled_with_partial_output(install):
+    install("long", lambda prompt, params: "one two three four five six")
+    stream = execute_stream(ExecutionRequest(model="long", input="x"))
+    first = next(stream)
+    second = next(stream)
+    stream.close()
+    row = db.session.get(Execution, stream.execution_id)
+    db.session.refresh(row)
+    assert row.status == "cancelled" and row.finish_reason == "cancelled"
+    assert row.output == first["delta"] + second["delta"] == "one two "
+
+
+def test_a_stream_closed_before_it_starts_is_cancelled_and_frees_its_slot(install, app):
+    install("echo")
+    app.extensions["promptyard.execution.queue"].size = 0
+    stream = execute_stream(ExecutionRequest(model="echo", input="x"))
+    stream.close()
+    row = db.session.get(Execution, stream.execution_id)
+    assert row.status == "cancelled" and row.output == ""
+    # The slot came back: with no queue room, a second request only works if the first released it.
+    assert execute(ExecutionRequest(model="echo", input="y")).status == "succeeded"
+
+
+def test_a_stream_that_fails_midway_ends_with_an_error_event(install):
+    def fail_late(prompt, params):
+        raise Unavailable("lost the GPU")
+
+    plugin = install("flaky", fail_late)
+    events = list(execute_stream(ExecutionRequest(model="flaky", input="x")))
+    assert events[-1]["error"]["code"] == "backend_unavailable"
+    assert events[-1]["execution"]["status"] == "failed"
+    assert "lost the GPU" in events[-1]["execution"]["error"]
+    assert plugin.calls
