@@ -100,3 +100,103 @@ def test_models_plugins_load_and_unload(api, live_api):
     with pytest.raises(PromptyardAPIError) as caught:
         api.load_model("missing")
     assert caught.value.status == 404
+
+
+@pytest.fixture
+def library(api, live_api):
+    """A prompt with two versions and the echo model."""
+    install_echo_model(live_api[0])
+    api.create_prompt("greet", "Say hello to {{ who }}", description="greeting", tags=["demo"], message="first")
+    api.create_version("greet", "Say hi to {{ who }} now", message="shorter")
+    return api
+
+
+def test_prompts_versions_diff_labels_and_render(library):
+    api = library
+    prompt = api.get_prompt("greet")
+    assert prompt["latest_version"]["version"] == 2
+    assert [p["name"] for p in api.list_prompts(tag="demo")["items"]] == ["greet"]
+    assert api.list_prompts(q="nothing-like-this")["total"] == 0
+    assert [v["version"] for v in api.list_versions("greet")["items"]] == [2, 1]
+    assert api.get_version("greet", 1)["template"] == "Say hello to {{ who }}"
+    diff = api.diff("greet", 1, 2)
+    assert "-Say hello to {{ who }}" in diff and "+Say hi to {{ who }} now" in diff
+    api.set_label("greet", "production", 1)
+    moved = api.set_label("greet", "production", 2)
+    assert moved["version"] == 2 and len(moved["history"]) >= 2
+    assert api.rollback_label("greet", "production")["version"] == 1
+    assert api.get_label("greet", "production")["version"] == 1
+    assert api.render("greet", {"who": "Ada"}, label="production") == {"text": "Say hello to Ada", "version": 1}
+    assert api.update_prompt("greet", description="new words")["description"] == "new words"
+    with pytest.raises(PromptyardAPIError) as caught:
+        api.render("greet", {})
+    assert caught.value.status == 422
+
+
+def test_export_then_import_into_another_instance(library, tmp_path):
+    import yaml
+
+    from promptyard import create_app
+    from promptyard.db import db
+
+    other_app = create_app({"TESTING": True, "PROMPTYARD_HOME": str(tmp_path / "other"), "PROMPTYARD_ADMIN_KEY": None,
+                            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'other.db'}"})
+    with other_app.app_context():
+        db.create_all()
+    exported = library.export_prompts()
+    with PromptyardClient("http://testserver", transport=httpx.WSGITransport(app=other_app)) as other:
+        other.import_prompts(yaml.safe_dump(exported))
+        assert [v["template"] for v in other.list_versions("greet")["items"]] == [
+            "Say hi to {{ who }} now", "Say hello to {{ who }}"]
+        with pytest.raises(PromptyardAPIError) as caught:
+            other.import_prompts("{ this is: [not yaml")
+        assert 400 <= caught.value.status < 500
+    library.delete_prompt("greet")
+    assert library.list_prompts()["total"] == 0
+
+
+def test_execute_stream_feedback_history_export_and_analytics(library):
+    api = library
+    record = api.execute("echo", "greet", variables={"who": "Ada"}, version=1)
+    assert record["status"] == "succeeded" and record["output"] == "Ada to hello Say"
+    with api.stream("echo", "greet", variables={"who": "Bob"}) as stream:
+        deltas = list(stream)
+    assert "".join(deltas) == "now Bob to hi Say"
+    assert len(deltas) > 1
+    assert stream.execution["output"] == "now Bob to hi Say" and stream.execution["version"] == 2
+    raw = api.execute("echo", input="a b c", cache=False)
+    assert raw["output"] == "c b a"
+
+    assert api.feedback(record["id"], 5, "great")["rating"] == 5
+    with pytest.raises(PromptyardAPIError) as caught:
+        api.feedback(record["id"], 9)
+    assert caught.value.status == 422
+
+    assert api.list_executions()["total"] == 3
+    assert [e["id"] for e in api.list_executions(prompt="greet", version=1)["items"]] == [record["id"]]
+    assert api.get_execution(record["id"])["output"] == "Ada to hello Say"
+    csv_text = api.export_executions("csv", prompt="greet").decode()
+    assert csv_text.count("\n") >= 3 and "greet" in csv_text
+    lines = api.export_executions("jsonl").decode().strip().splitlines()
+    assert len(lines) == 3
+    groups = api.analytics(group_by="model")["items"]
+    assert groups and groups[0]["count"] == 3
+    assert set(api.cache_stats()) >= {"entries", "hits", "misses", "hit_rate"}
+
+
+def test_stream_errors_before_the_first_event_are_typed(library):
+    with pytest.raises(PromptyardAPIError) as caught:
+        list(library.stream("no-such-model", "greet", variables={"who": "x"}))
+    assert caught.value.status == 404 and caught.value.code == "model_not_found"
+
+
+def test_experiments(library):
+    api = library
+    created = api.create_experiment("greet-ab", "greet", [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}])
+    assert created["name"] == "greet-ab"
+    assert [e["name"] for e in api.list_experiments()["items"]] == ["greet-ab"]
+    first = api.assign("greet-ab", "user-1")["version"]
+    assert api.assign("greet-ab", "user-1")["version"] == first
+    results = api.experiment_results("greet-ab")
+    assert [arm["version"] for arm in results["arms"]] == [1, 2]
+    assert results["winner"] is None

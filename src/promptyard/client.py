@@ -95,9 +95,11 @@ class ExecutionStream:
                 if "delta" in event:
                     yield str(event["delta"])
                 elif "error" in event:
+                    # The HTTP status was already 200: a failure mid-stream arrives as an event with the record.
+                    self.execution = event.get("execution")
                     error = event["error"] or {}
                     raise PromptyardAPIError(
-                        int(error.get("status", 500)), error.get("code", "stream_error"),
+                        int(error.get("status", 503)), error.get("code", "generation_failed"),
                         error.get("message", "The generation failed."), error.get("details"),
                     )
                 else:

@@ -34,7 +34,9 @@ def show_connection_error(exc: PromptyardConnectionError) -> None:
 
 
 def show_api_error(exc: PromptyardAPIError) -> None:
-    if exc.status == 401:
+    if exc.status == 401 and exc.code == "invalid_api_key":
+        st.warning("The API key in the sidebar is invalid or has been revoked: enter another one.")
+    elif exc.status == 401:
         st.warning("This promptyard API needs an API key: enter it in the sidebar (ask an admin for one).")
     elif exc.status == 403:
         st.warning(f"Your API key may not do this. {exc.message}")
@@ -68,7 +70,7 @@ def act(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
 
 
 def try_load(fn: Callable[..., T], *args: Any, default: T, **kwargs: Any) -> T:
-    """Read something optional: return `default` quietly when the API does not offer it (404)."""
+    """Read something optional: `default` when the API does not offer it (404), else like `load`."""
     try:
         return fn(*args, **kwargs)
     except PromptyardAPIError as exc:
@@ -77,8 +79,8 @@ def try_load(fn: Callable[..., T], *args: Any, default: T, **kwargs: Any) -> T:
         show_api_error(exc)
     except PromptyardConnectionError as exc:
         show_connection_error(exc)
-        st.stop()
-    return default
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
 
 
 def flash(message: str) -> None:
@@ -135,7 +137,11 @@ def sidebar() -> None:
     """API address, health and the API key (entered once per browser session)."""
     with st.sidebar:
         st.caption(f"API: {api_url()}")
-        key = st.text_input("API key", value=st.session_state.get(KEY_STATE, ""), type="password",
-                            help="Only needed when the API has auth on (a non-loopback bind or keys created).")
-        if key != st.session_state.get(KEY_STATE, ""):
-            st.session_state[KEY_STATE] = key
+        st.text_input("API key", value=st.session_state.get(KEY_STATE, ""), type="password", key="_api_key_input",
+                      on_change=_remember_key,
+                      help="Only needed when the API has auth on (a non-loopback bind or keys created).")
+
+
+def _remember_key() -> None:
+    """Keep the key under a plain session key, so it survives page switches for the whole browser session."""
+    st.session_state[KEY_STATE] = st.session_state.get("_api_key_input", "").strip()
