@@ -23,9 +23,10 @@ def run_startup_hooks() -> list[str]:
     for spec in STARTUP_HOOKS:
         module_name, _, func_name = spec.partition(":")
         module = import_optional(module_name)
-        if module is None:
+        hook = getattr(module, func_name, None) if module is not None else None
+        if hook is None:  # a layer not yet merged (module, or function in a module another layer started)
             continue
-        result = getattr(module, func_name)()
+        result = hook()
         report.append(f"{spec}: {result}" if result is not None else spec)
     return report
 

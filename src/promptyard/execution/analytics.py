@@ -69,7 +69,7 @@ def _summary(group_by: str, key: tuple, members: list, ratings: dict[int, list[i
     count = len(members)
     latencies = [m.latency_ms for m in members if m.latency_ms is not None]
     group_ratings = [r for m in members for r in ratings.get(m.id, [])]
-    labels = {"version": {"prompt": key[0], "version": key[1]}}.get(group_by, {group_by: key[0]})
+    labels = {"prompt": key[0], "version": key[1]} if group_by == "version" else {group_by: key[0]}
     return {
         **labels,
         "count": count,
