@@ -78,6 +78,11 @@ def variable_inputs(declared: list[dict], key: str) -> dict[str, Any]:
     return values
 
 
+def missing_required(declared: list[dict], values: dict[str, Any]) -> list[str]:
+    """Required variables left empty in the form."""
+    return [v["name"] for v in declared if v.get("required", True) and values.get(v["name"]) in ("", None, [])]
+
+
 def params_inputs(key: str, defaults: dict | None = None) -> dict[str, Any]:
     """Generation parameters (transformers names) over the prompt's defaults."""
     defaults = defaults or {}

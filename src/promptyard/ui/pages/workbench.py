@@ -9,7 +9,7 @@ import streamlit as st
 from promptyard.client import PromptyardAPIError, PromptyardConnectionError
 from promptyard.ui.common import act, client, flash, model_names, prompt_names, show_api_error, \
     show_connection_error, show_flash
-from promptyard.ui.forms import describe_target, params_inputs, resolved_version, run_metrics, target_fields, \
+from promptyard.ui.forms import describe_target, missing_required, params_inputs, resolved_version, run_metrics, target_fields, \
     target_options, variable_inputs
 
 VERSION_CHOICE = re.compile(r"v\d+|label:[\w.-]+")
@@ -46,6 +46,10 @@ def pick_source(key: str) -> dict | None:
     if declared:
         st.markdown("**Variables**")
         variables = variable_inputs(declared, key=f"{key}::{name}")
+        missing = missing_required(declared, variables)
+        if missing:
+            st.caption("Fill in " + ", ".join(f"`{m}`" for m in missing) + " to run.")
+            return None
     return {"prompt": name, **target_fields(option), "variables": variables}
 
 
