@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test up test bench clean
+.PHONY: install install-test up test bench bench-pipeline clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ up: install
 
 test: install-test
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
+
+# Pipeline overhead on the tiny causal model (results in bench/README.md).
+bench-pipeline: install
+	$(BIN)/python bench/bench_pipeline.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .coverage htmlcov

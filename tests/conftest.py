@@ -138,3 +138,19 @@ def live_api(tmp_path):
     server.close()
     with app.app_context():
         db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A tiny causal model (GPT-2, 2 layers) with a chat template, saved in a folder."""
+    from tests.fixtures.tiny_models import build_tiny_gpt2
+
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory):
+    """A tiny seq2seq model (T5, 2 layers) saved in a folder."""
+    from tests.fixtures.tiny_models import build_tiny_t5
+
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))

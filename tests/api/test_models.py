@@ -75,21 +75,18 @@ def test_load_and_unload_change_the_status(client, echo_plugin):
     assert unloaded.status_code == 200 and unloaded.get_json()["status"] == "available"
 
 
-def test_loading_a_model_without_weights_says_how_to_get_them(client, app, tmp_path):
-    from promptyard.plugins.registry import get_registry
+def test_loading_a_model_without_weights_says_how_to_get_them(client, monkeypatch, tmp_path):
+    from huggingface_hub import constants
 
-    registry = get_registry()
-    if "transformers" not in registry.names():  # the real backend when installed, else a stand-in
-        registry.register("transformers", EchoPlugin)
-    empty = tmp_path / "no-weights-here"
-    empty.mkdir()
-    assert register(client, name="local", plugin="transformers", source=str(empty)).status_code == 201
-    response = client.post("/api/v1/models/local/load")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    created = register(client, name="remote", plugin="transformers", source="promptyard-test/not-downloaded")
+    assert created.status_code == 201 and created.get_json()["status"] == "not_downloaded"
+    response = client.post("/api/v1/models/remote/load")
     assert response.status_code == 503
     error = response.get_json()["error"]
-    assert error["code"] == "weights_not_downloaded"
-    assert "promptyard models pull local" in error["message"]
-    assert client.get("/api/v1/models/local").get_json()["status"] != "loaded"
+    assert error["code"] == "model_not_downloaded"
+    assert "not downloaded" in error["message"] and "promptyard models pull" in error["message"]
+    assert client.get("/api/v1/models/remote").get_json()["status"] == "not_downloaded"
 
 
 def test_unknown_model_is_404_everywhere(client):

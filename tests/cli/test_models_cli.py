@@ -24,8 +24,6 @@ def plugins(app):
 
     registry = get_registry()
     registry.register("standin", StandIn)
-    if "transformers" not in registry.names():
-        registry.register("transformers", StandIn)
     return registry
 
 
@@ -87,7 +85,7 @@ def test_pull_with_the_hub_offline_says_so_and_how_to_fix(cli, plugins, monkeypa
     assert result.exit_code == 2, result.output
     assert "HF_HUB_OFFLINE is set" in result.output
     assert "Unset HF_HUB_OFFLINE" in result.output
-    assert "--source /path/to/folder" in result.output
+    assert "promptyard models register tiny-local --plugin transformers --source /path/to/folder" in result.output
 
 
 def test_pull_with_the_hub_unreachable_says_so_and_how_to_fix(cli, plugins, monkeypatch, empty_hub_cache):
@@ -116,12 +114,8 @@ def test_pull_an_api_backend_has_nothing_to_pull(cli, plugins):
     assert result.exit_code == 2 and "no weights to pull" in result.output
 
 
-def test_pull_a_local_folder_checks_it_holds_a_model(cli, plugins, tmp_path):
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    service.register_model("local", "transformers", str(folder))
+def test_pull_a_local_folder_needs_no_download(cli, plugins, tiny_gpt2_dir):
+    service.register_model("local", "transformers", str(tiny_gpt2_dir))
     result = cli("models", "pull", "local")
-    assert result.exit_code == 2 and "no config.json" in result.output
-    (folder / "config.json").write_text("{}")
-    result = cli("models", "pull", "local")
-    assert result.exit_code == 0 and str(folder) in result.output
+    assert result.exit_code == 0, result.output
+    assert f"weights in {tiny_gpt2_dir}" in result.output

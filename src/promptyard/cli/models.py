@@ -78,9 +78,9 @@ def register(name: str, plugin: str, source: str, quantization: str | None, revi
 def pull(name: str) -> None:
     """Download NAME's weights from the Hugging Face hub (with a progress bar)."""
     from promptyard.models import service
-    from promptyard.models.pull import pull_weights
+    from promptyard.models.pull import pull_model
 
     row = service.get_model(name)
     click.echo(f"Pulling {row.source} for {row.name}...")
-    folder = pull_weights(row.name, row.source, plugin=row.plugin, revision=row.revision)
+    folder = pull_model(name)
     click.echo(f"{row.name} is ready: weights in {folder}.")

@@ -83,7 +83,6 @@ def get_plugin(name: str) -> LLMPlugin:
 
 
 def load_model(name: str) -> ModelConfig:
-    require_weights(get_model(name))
     get_plugin(name)
     return get_model(name)
 
@@ -238,8 +237,8 @@ def register_presets() -> str:
     specs = list(PRESETS.values()) if isinstance(PRESETS, dict) else list(PRESETS)
     existing = set(db.session.scalars(select(ModelConfig.name)))
     added = []
-    for spec in specs:
-        spec = dict(spec)
+    for preset in specs:
+        spec = preset.to_dict() if hasattr(preset, "to_dict") else dict(preset)
         name = spec.pop("name")
         if name in existing:
             continue
@@ -250,15 +249,3 @@ def register_presets() -> str:
         added.append(name)
     return f"{len(added)} preset(s) registered, {len(specs) - len(added)} already there"
 
-
-def require_weights(row: ModelConfig) -> None:
-    """Refuse (503) to load a model whose weights are not on this machine, saying how to get them."""
-    from promptyard.models.pull import how_to_get_weights, weights_present
-
-    if not get_manager().is_loaded(row.name) and not weights_present(row.plugin, row.source, row.revision):
-        raise Unavailable(
-            f"Model '{row.name}' has no weights on this machine ('{row.source}' is not downloaded). "
-            + how_to_get_weights(row.name, row.source),
-            code="weights_not_downloaded",
-            details={"model": row.name, "source": row.source},
-        )

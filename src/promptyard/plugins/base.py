@@ -118,6 +118,14 @@ class LLMPlugin(AgentTool):
         """Tokens the prompt takes, when the plugin can tell without generating."""
         return None
 
+    def memory_bytes(self) -> int:
+        """Memory the loaded model holds (the ModelManager's budget counts it); 0 when nothing is loaded."""
+        return 0
+
+    def download(self, progress: bool = True) -> str | None:
+        """Fetch what load() needs (weights); plugins with nothing to fetch do nothing and return None."""
+        return None
+
     def execute(self, **kwargs: Any) -> dict[str, Any]:
         params = GenerationParams.model_validate(kwargs.get("params") or {})
         return self.generate(kwargs["prompt"], params).to_dict()

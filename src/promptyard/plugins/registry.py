@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
-
-from flask import Flask, current_app
+from typing import TYPE_CHECKING, Any, Callable
 
 from promptyard.errors import NotFound, Unprocessable
 from promptyard.plugins.base import AgentTool, LLMPlugin
@@ -19,6 +18,9 @@ ENTRY_POINT_GROUP = "promptyard.plugins"
 BUILTIN_DISTRIBUTION = "promptyard"
 
 PluginFactory = Callable[..., AgentTool]
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 @dataclass
@@ -51,16 +53,18 @@ class PluginRegistry:
         self._plugins: dict[str, PluginInfo] = {}
 
     def discover(self, *, builtin_only: bool = False) -> None:
+        """Load every entry point of the group; with builtin_only, only those promptyard itself ships."""
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist else ""
             builtin = dist == BUILTIN_DISTRIBUTION
             if builtin_only and not builtin:
                 continue
             version = ep.dist.version if ep.dist else ""
+            # A broken third-party plugin (even one calling sys.exit at import) must not stop the app.
             try:
                 factory = ep.load()
                 self.register(ep.name, factory, version=version, builtin=builtin)
-            except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not stop the app
+            except (Exception, SystemExit) as exc:  # noqa: BLE001
                 log.warning("plugin %s failed to load: %s", ep.name, exc)
                 self._plugins[ep.name] = PluginInfo(
                     name=ep.name, factory=None, version=version, status="error",
@@ -68,9 +72,15 @@ class PluginRegistry:
                 )
 
     def register(self, name: str, factory: PluginFactory, *, version: str = "", builtin: bool = False) -> None:
-        """Add a plugin class (or factory); it must be an AgentTool with a name and a description."""
-        if isinstance(factory, type) and not issubclass(factory, AgentTool):
-            raise TypeError(f"plugin {name!r} is not an AgentTool subclass")
+        """Add a plugin class (or factory); a class must be a concrete AgentTool subclass."""
+        if isinstance(factory, type):
+            if not issubclass(factory, AgentTool):
+                raise TypeError(f"plugin {name!r} is {factory.__name__}, not an AgentTool subclass")
+            if inspect.isabstract(factory):
+                missing = ", ".join(sorted(factory.__abstractmethods__))
+                raise TypeError(f"plugin {name!r} ({factory.__name__}) does not implement {missing}")
+        elif not callable(factory):
+            raise TypeError(f"plugin {name!r} is a {type(factory).__name__}, not a class or factory")
         kind = getattr(factory, "kind", "tool")
         description = getattr(factory, "description", "") or ""
         self._plugins[name] = PluginInfo(
@@ -97,6 +107,8 @@ class PluginRegistry:
         info = self.get(name)
         if info.factory is None:
             raise Unprocessable(f"Plugin '{name}' is installed but broken: {info.error}", code="plugin_error")
+        if info.kind != "llm":
+            raise Unprocessable(f"Plugin '{name}' is a tool, not a language model.", code="not_an_llm_plugin")
         plugin = info.factory(source, revision=revision, quantization=quantization, options=options or {})
         if not isinstance(plugin, LLMPlugin):
             raise Unprocessable(f"Plugin '{name}' is a tool, not a language model.", code="not_an_llm_plugin")
@@ -110,10 +122,15 @@ class PluginRegistry:
 
 
 def init_app(app: Flask) -> None:
+    """Discover plugins once per app; tests (app.testing) see only the built-ins unless configured otherwise."""
     registry = PluginRegistry()
     registry.discover(builtin_only=bool(app.config.get("PROMPTYARD_BUILTIN_PLUGINS_ONLY", app.testing)))
     app.extensions["promptyard.plugins"] = registry
 
 
 def get_registry() -> PluginRegistry:
+    """The current app's registry."""
+    # Imported here so that plugin modules and the registry itself stay free of Flask at import time.
+    from flask import current_app
+
     return current_app.extensions["promptyard.plugins"]

@@ -1,0 +1,133 @@
+"""Pipeline overhead on the tiny causal model: raw `model.generate` vs promptyard over HTTP, uncached and cached.
+
+Run with `make bench-pipeline` (or `.venv/bin/python bench/bench_pipeline.py --help`). Everything runs in one
+process: a tiny GPT-2 is built on the spot, the app is served by a real waitress server on a thread, and requests
+go through httpx like any client's would. Prints one table; see bench/README.md for recorded results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+
+PROMPT = "def fibonacci(n):\n    "
+TARGET_OVERHEAD = 0.10
+TARGET_CACHED_P99_MS = 5.0
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
+    ordered = sorted(samples)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def timed(fn, repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def raw_generate(model_dir: Path, tokens: int):
+    """A closure running greedy `model.generate` exactly as a user of transformers would; returns (fn, tokens)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    encoded = tokenizer(PROMPT, return_tensors="pt")
+    produced = []
+
+    def run() -> None:
+        with torch.inference_mode():
+            out = model.generate(**encoded, max_new_tokens=tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        produced.append(out.shape[1] - encoded["input_ids"].shape[1])
+
+    return run, produced
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens of each greedy generation")
+    parser.add_argument("--repeat", type=int, default=30, help="timed generations per uncached measurement")
+    parser.add_argument("--cached-repeat", type=int, default=300, help="timed requests for the cached measurement")
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+    from tiny_models import build_tiny_gpt2
+
+    from promptyard import create_app
+    from promptyard.db import db
+    from promptyard.models import service
+    from promptyard.server import serve_in_thread
+
+    work = Path(tempfile.mkdtemp(prefix="promptyard-bench-"))
+    model_dir = work / "tiny-gpt2"
+    build_tiny_gpt2(model_dir)
+
+    raw, produced = raw_generate(model_dir, args.tokens)
+    timed(raw, args.warmup)
+    raw_ms = timed(raw, args.repeat)
+
+    app = create_app({"PROMPTYARD_HOME": str(work / "home"), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'b.db'}",
+                      "PROMPTYARD_ADMIN_KEY": None})
+    with app.app_context():
+        db.create_all()
+        service.register_model("tiny-gpt2", "transformers", str(model_dir))
+    body = {"model": "tiny-gpt2", "input": PROMPT, "params": {"max_new_tokens": args.tokens, "do_sample": False}}
+
+    with serve_in_thread(app, threads=4) as url, httpx.Client(base_url=url, timeout=120) as client:
+        def post(cache: bool) -> dict:
+            response = client.post("/api/v1/executions", json={**body, "cache": cache})
+            response.raise_for_status()
+            return response.json()
+
+        for _ in range(args.warmup):
+            served = post(False)
+        uncached_ms = timed(lambda: post(False), args.repeat)
+        post(True)  # fills the cache
+        for _ in range(args.warmup):
+            assert post(True)["cache_hit"], "the cached request was not a cache hit"
+        cached_ms = timed(lambda: post(True), args.cached_repeat)
+
+    raw_p50, served_p50 = statistics.median(raw_ms), statistics.median(uncached_ms)
+    overhead = (served_p50 - raw_p50) / raw_p50
+    cached_p99 = percentile(cached_ms, 99)
+    rows = [
+        ("raw model.generate", raw_ms),
+        ("promptyard HTTP, uncached", uncached_ms),
+        ("promptyard HTTP, cached", cached_ms),
+    ]
+    print(f"tiny GPT-2, greedy, max_new_tokens={args.tokens} (raw produced {produced[-1]} tokens, "
+          f"promptyard {served['tokens_out']}); torch threads={torch.get_num_threads()}")
+    print(f"{'measurement':<28}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for name, samples in rows:
+        print(f"{name:<28}{len(samples):>6}{statistics.median(samples):>10.2f}{percentile(samples, 99):>10.2f}"
+              f"{statistics.fmean(samples):>10.2f}")
+    print(f"uncached overhead (p50): {overhead:+.1%} of raw generation "
+          f"(target < {TARGET_OVERHEAD:.0%}: {'met' if overhead < TARGET_OVERHEAD else 'NOT met'})")
+    print(f"cached p99: {cached_p99:.2f} ms (target < {TARGET_CACHED_P99_MS:.0f} ms: "
+          f"{'met' if cached_p99 < TARGET_CACHED_P99_MS else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Pieces of text generation shared by backends: chat formatting, stop sequences, cancellation, a held-back stream."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from transformers import StoppingCriteria
+
+from promptyard.plugins.base import PromptInput
+
+# Named prompt formats for models whose tokenizer has no chat template (Jinja, like chat templates).
+PROMPT_FORMATS = {
+    # WhiteRabbitNeo and other Vicuna-style models: "SYSTEM: ...\nUSER: ...\nASSISTANT:".
+    "system-user-assistant": (
+        "{% for message in messages %}{{ message['role'] | upper }}: {{ message['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    ),
+}
+
+
+def plain_chat(messages: list[dict[str, str]]) -> str:
+    """A chat as plain text when the model has no chat format: one `role: content` line each, then `assistant:`."""
+    lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
+    return "\n".join(lines + ["assistant:"])
+
+
+def prompt_to_text(prompt: PromptInput, tokenizer, prompt_format: str | None) -> tuple[str, bool]:
+    """The text to encode and whether a chat template made it: the tokenizer's, else the prompt format's."""
+    if isinstance(prompt, str):
+        return prompt, False
+    template = getattr(tokenizer, "chat_template", None) or PROMPT_FORMATS.get(prompt_format or "", prompt_format)
+    if template:
+        text = tokenizer.apply_chat_template(prompt, chat_template=template, tokenize=False, add_generation_prompt=True)
+        return text, True
+    return plain_chat(prompt), False
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """The text before the earliest stop sequence, and whether one was found."""
+    positions = [text.find(stop) for stop in stops if stop]
+    found = [p for p in positions if p >= 0]
+    if not found:
+        return text, False
+    return text[: min(found)], True
+
+
+class StopOnText(StoppingCriteria):
+    """Ends generation once the generated text (after `prompt_length` tokens) contains a stop sequence."""
+
+    def __init__(self, tokenizer, stops: list[str], prompt_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.prompt_length = prompt_length
+        # A stop of n characters spans at most 4n byte-level tokens; a margin covers merges across its edges.
+        self.window = 4 * max((len(s) for s in self.stops), default=0) + 8
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        done = []
+        for row in input_ids:
+            tail = row[self.prompt_length:][-self.window:]
+            text = self.tokenizer.decode(tail, skip_special_tokens=True)
+            done.append(any(stop in text for stop in self.stops))
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class StopOnEvent(StoppingCriteria):
+    """Ends generation when an event is set (the consumer of a stream went away)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class StopBuffer:
+    """Holds back streamed text that could be the start of a stop sequence, so no stop text is ever emitted."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.text = ""
+        self.emitted = 0
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """Add generated text; returns what can be emitted now."""
+        if self.stopped:
+            return ""
+        self.text += piece
+        cut, found = cut_at_stop(self.text, self.stops)
+        if found:
+            self.stopped = True
+            self.text = cut
+            return self._emit(len(cut))
+        return self._emit(max(self.emitted, len(self.text) - self.hold))
+
+    def flush(self) -> str:
+        """Everything not emitted yet (generation ended without a stop)."""
+        return self._emit(len(self.text))
+
+    def _emit(self, upto: int) -> str:
+        piece = self.text[self.emitted:upto]
+        self.emitted = max(self.emitted, upto)
+        return piece

@@ -1,0 +1,422 @@
+"""The `transformers` backend: causal or seq2seq Hugging Face models from a hub id or a local folder."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import threading
+import time
+from typing import Any, Generator
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from promptyard.errors import NotFound, Unavailable, Unprocessable
+from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput
+from promptyard.plugins.hf_files import (
+    cached_snapshot,
+    download_snapshot,
+    local_folder,
+    looks_like_path,
+    missing_weights_error,
+)
+from promptyard.plugins.textgen import StopBuffer, StopOnEvent, StopOnText, cut_at_stop, prompt_to_text
+
+# Accepted spellings of `quantization`; None means full precision.
+QUANTIZATIONS = {"none": None, "4bit": "4bit", "nf4": "4bit", "8bit": "8bit", "int8": "8bit"}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+CONTEXT_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+# How long closing a stream waits for the generation thread to notice (it stops at the next token).
+STREAM_JOIN_SECONDS = 10.0
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
+class TransformersPlugin(LLMPlugin):
+    """A transformers model. Options: trust_remote_code, device, dtype, prompt_format, cache_dir."""
+
+    name = "transformers"
+    description = "Hugging Face transformers: causal or seq2seq models from a hub id or a local folder."
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        revision: str | None = None,
+        quantization: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(source, revision=revision, quantization=quantization, options=options)
+        key = (quantization or "none").lower()
+        if key not in QUANTIZATIONS:
+            raise Unprocessable(
+                f"Unknown quantization '{quantization}'; use one of: 4bit, 8bit, none.",
+                code="invalid_quantization", details={"quantization": quantization},
+            )
+        self.bits = QUANTIZATIONS[key]
+        self.model = None
+        self.tokenizer = None
+        self.config = None
+        self.is_encoder_decoder = False
+        self.device: torch.device | None = None
+        self.last_error: str | None = None
+        self._load_lock = threading.Lock()
+        # One generation at a time per model: torch's global RNG makes seeded sampling unsafe to interleave,
+        # and the execution queue already bounds how many requests wait here.
+        self._generate_lock = threading.Lock()
+
+    @property
+    def trust_remote_code(self) -> bool:
+        return self.options.get("trust_remote_code") is True
+
+    @property
+    def cache_dir(self) -> str | None:
+        return self.options.get("cache_dir")
+
+    # --- where the files are -------------------------------------------------------------------------------
+
+    def _model_path(self) -> str:
+        """The folder to load from: the local folder, or the cached hub snapshot (never the network)."""
+        folder = local_folder(self.source)
+        if folder is not None:
+            return str(folder)
+        if looks_like_path(self.source):
+            raise NotFound(f"There is no model folder at '{self.source}'.", code="model_path_not_found",
+                           details={"source": self.source})
+        snapshot = cached_snapshot(self.source, self.revision, self.cache_dir)
+        if snapshot is None:
+            raise missing_weights_error(self.source)
+        return str(snapshot)
+
+    def status(self) -> str:
+        if self.model is not None:
+            return "loaded"
+        if self.last_error:
+            return "error"
+        folder = local_folder(self.source)
+        if folder is not None:
+            return "available" if (folder / "config.json").is_file() else "error"
+        if looks_like_path(self.source):
+            return "error"
+        return "available" if cached_snapshot(self.source, self.revision, self.cache_dir) else "not_downloaded"
+
+    def download(self, progress: bool = True) -> str:
+        """Fetch the weights into the Hugging Face cache (a local folder needs nothing); returns the folder."""
+        folder = local_folder(self.source)
+        if folder is not None:
+            return str(folder)
+        if looks_like_path(self.source):
+            raise NotFound(f"There is no model folder at '{self.source}'.", code="model_path_not_found",
+                           details={"source": self.source})
+        path = download_snapshot(self.source, revision=self.revision, cache_dir=self.cache_dir, progress=progress)
+        self.last_error = None
+        return path
+
+    # --- loading ---------------------------------------------------------------------------------------------
+
+    def _load_config(self, path: str):
+        try:
+            return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
+        except ValueError as exc:
+            if "trust_remote_code" in str(exc):
+                raise Unprocessable(
+                    f"'{self.source}' runs its own Python code from the model repository; allow that explicitly "
+                    f"with options {{\"trust_remote_code\": true}} if you trust its authors.",
+                    code="trust_remote_code_required", details={"source": self.source},
+                ) from exc
+            raise self._remember(Unprocessable(
+                f"'{self.source}' is not a model transformers can read: {exc}", code="invalid_model",
+                details={"source": self.source},
+            )) from exc
+        except OSError as exc:
+            raise self._remember(Unprocessable(
+                f"'{self.source}' has no readable config.json: {exc}", code="invalid_model",
+                details={"source": self.source},
+            )) from exc
+
+    def _remember(self, error: Exception) -> Exception:
+        self.last_error = str(error)
+        return error
+
+    def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """CUDA with bf16 (fp16 where bf16 is missing) when present, else CPU in fp32; options override."""
+        requested = self.options.get("device")
+        try:
+            device = torch.device(requested) if requested else None
+        except RuntimeError as exc:
+            raise Unprocessable(f"Unknown device '{requested}'.", code="invalid_device") from exc
+        if device is None:
+            device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise Unprocessable("The model asks for a CUDA device and this machine has none.", code="invalid_device")
+        dtype_name = self.options.get("dtype")
+        if dtype_name:
+            if dtype_name not in DTYPES:
+                raise Unprocessable(f"Unknown dtype '{dtype_name}'; use one of: {', '.join(DTYPES)}.",
+                                    code="invalid_dtype")
+            return device, DTYPES[dtype_name]
+        if device.type == "cuda":
+            return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return device, torch.float32
+
+    def _quantization_config(self, device: torch.device, dtype: torch.dtype):
+        """A BitsAndBytesConfig, or a clear error when this machine cannot quantize (never a silent fallback)."""
+        if self.bits is None:
+            return None
+        if device.type != "cuda":
+            raise Unprocessable(
+                f"{self.bits} quantization needs a CUDA GPU with bitsandbytes, and this machine has no CUDA GPU. "
+                f"Run this model on a GPU machine, serve it with an openai-compatible server, or register it "
+                f"without quantization if its full-precision weights fit in memory.",
+                code="quantization_unavailable", details={"quantization": self.bits, "device": device.type},
+            )
+        missing = [name for name in ("bitsandbytes", "accelerate") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise Unprocessable(
+                f"{self.bits} quantization needs the {' and '.join(missing)} package(s): "
+                f"pip install 'promptyard[gpu]'.",
+                code="quantization_unavailable", details={"quantization": self.bits, "missing": missing},
+            )
+        from transformers import BitsAndBytesConfig
+
+        if self.bits == "4bit":
+            return BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+                bnb_4bit_use_double_quant=True,
+            )
+        return BitsAndBytesConfig(load_in_8bit=True)
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self.model is not None:
+                return
+            device, dtype = self._device_and_dtype()
+            quantization_config = self._quantization_config(device, dtype)
+            path = self._model_path()
+            config = self._load_config(path)
+            model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+            kwargs: dict[str, Any] = {
+                "local_files_only": True, "trust_remote_code": self.trust_remote_code, "dtype": dtype,
+            }
+            if quantization_config is not None:
+                kwargs.update(quantization_config=quantization_config, device_map={"": device.index or 0})
+            try:
+                model = model_class.from_pretrained(path, **kwargs)
+                tokenizer = AutoTokenizer.from_pretrained(
+                    path, local_files_only=True, trust_remote_code=self.trust_remote_code
+                )
+            except (OSError, ValueError) as exc:
+                raise self._remember(Unprocessable(
+                    f"Could not load '{self.source}': {exc}", code="invalid_model", details={"source": self.source}
+                )) from exc
+            if quantization_config is None:
+                model.to(device)
+            model.eval()
+            self.model, self.tokenizer, self.config = model, tokenizer, config
+            self.is_encoder_decoder = bool(config.is_encoder_decoder)
+            self.device = device
+            self.last_error = None
+
+    def unload(self) -> None:
+        with self._load_lock:
+            on_cuda = self.model is not None and self.device is not None and self.device.type == "cuda"
+            self.model = None
+            gc.collect()
+            if on_cuda:
+                torch.cuda.empty_cache()
+
+    def _ensure_loaded(self) -> float:
+        """Load when needed; the milliseconds it took (0 when already loaded)."""
+        if self.model is not None:
+            return 0.0
+        started = time.perf_counter()
+        self.load()
+        return _ms(started)
+
+    def _tokenizer(self):
+        if self.tokenizer is None:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self._model_path(), local_files_only=True, trust_remote_code=self.trust_remote_code
+            )
+        return self.tokenizer
+
+    def _config(self):
+        if self.config is None:
+            self.config = self._load_config(self._model_path())
+        return self.config
+
+    # --- facts about the model -------------------------------------------------------------------------------
+
+    def context_length(self) -> int | None:
+        try:
+            config = self._config()
+        except (NotFound, Unavailable, Unprocessable):
+            return None
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        for attribute in CONTEXT_ATTRIBUTES:
+            value = getattr(text_config, attribute, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        # Relative-position models (T5) have no hard limit in the config; their tokenizer states the trained one.
+        limit = getattr(self._tokenizer(), "model_max_length", None)
+        return limit if isinstance(limit, int) and 0 < limit < 10**7 else None
+
+    def count_tokens(self, prompt: PromptInput) -> int:
+        text, templated = prompt_to_text(prompt, self._tokenizer(), self.options.get("prompt_format"))
+        return len(self._tokenizer()(text, add_special_tokens=not templated)["input_ids"])
+
+    def memory_bytes(self) -> int:
+        model = self.model
+        return int(model.get_memory_footprint()) if model is not None else 0
+
+    # --- generation ------------------------------------------------------------------------------------------
+
+    def _encode(self, prompt: PromptInput) -> dict[str, torch.Tensor]:
+        text, templated = prompt_to_text(prompt, self.tokenizer, self.options.get("prompt_format"))
+        # A chat template writes its own special tokens; a plain prompt gets the tokenizer's usual ones.
+        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not templated)
+        inputs.pop("token_type_ids", None)
+        return {key: value.to(self.model.device) for key, value in inputs.items()}
+
+    def _generation_kwargs(self, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
+        max_new_tokens = params.max_new_tokens
+        limit = self.context_length()
+        if limit is not None and not self.is_encoder_decoder:
+            if prompt_length >= limit:
+                raise Unprocessable(
+                    f"The input is {prompt_length} tokens and the model's context is {limit} tokens.",
+                    code="prompt_too_long", details={"tokens_in": prompt_length, "context_length": limit},
+                )
+            max_new_tokens = min(max_new_tokens, limit - prompt_length)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
+        if params.do_sample and params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs["do_sample"] = False
+        if self.model.generation_config.pad_token_id is None:
+            kwargs["pad_token_id"] = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
+        return kwargs
+
+    def _stopping(self, params: GenerationParams, prompt_length: int, cancel: threading.Event | None):
+        criteria = StoppingCriteriaList()
+        if params.stop:
+            start = 0 if self.is_encoder_decoder else prompt_length
+            criteria.append(StopOnText(self.tokenizer, params.stop, start))
+        if cancel is not None:
+            criteria.append(StopOnEvent(cancel))
+        return criteria
+
+    def _seed(self, params: GenerationParams) -> None:
+        if params.do_sample and params.seed is not None:
+            torch.manual_seed(params.seed)
+            if torch.cuda.is_available():
+                torch.cuda.manual_seed_all(params.seed)
+
+    def _new_tokens(self, sequence: torch.Tensor, prompt_length: int) -> torch.Tensor:
+        """The generated ids: after the prompt (causal) or after the decoder start token (seq2seq)."""
+        new = sequence[1:] if self.is_encoder_decoder else sequence[prompt_length:]
+        pad = self.tokenizer.pad_token_id
+        if pad is not None and pad != self.tokenizer.eos_token_id:
+            new = new[new != pad]
+        return new
+
+    def _finish_reason(self, new_ids: torch.Tensor, stopped: bool, max_new_tokens: int) -> str:
+        if stopped:
+            return "stop"
+        if len(new_ids) and int(new_ids[-1]) == self.tokenizer.eos_token_id:
+            return "stop"
+        return "length" if len(new_ids) >= max_new_tokens else "stop"
+
+    def generate(self, prompt: PromptInput, params: GenerationParams) -> Generation:
+        load_ms = self._ensure_loaded()
+        inputs = self._encode(prompt)
+        prompt_length = inputs["input_ids"].shape[1]
+        kwargs = self._generation_kwargs(params, prompt_length)
+        started = time.perf_counter()
+        with self._generate_lock:
+            self._seed(params)
+            try:
+                with torch.inference_mode():
+                    output = self.model.generate(
+                        **inputs, **kwargs, stopping_criteria=self._stopping(params, prompt_length, None)
+                    )
+            except (RuntimeError, ValueError) as exc:
+                raise Unavailable(f"Generation failed: {exc}", code="generation_failed") from exc
+        generate_ms = _ms(started)
+        new_ids = self._new_tokens(output[0], prompt_length)
+        text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), params.stop)
+        return Generation(
+            text=text,
+            tokens_in=prompt_length,
+            tokens_out=len(new_ids),
+            finish_reason=self._finish_reason(new_ids, stopped, kwargs["max_new_tokens"]),
+            timings={"load": load_ms, "generate": generate_ms},
+        )
+
+    def stream(self, prompt: PromptInput, params: GenerationParams) -> Generator[str, None, Generation]:
+        load_ms = self._ensure_loaded()
+        inputs = self._encode(prompt)
+        prompt_length = inputs["input_ids"].shape[1]
+        kwargs = self._generation_kwargs(params, prompt_length)
+        cancel = threading.Event()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            with self._generate_lock:
+                if cancel.is_set():
+                    streamer.end()
+                    return
+                self._seed(params)
+                try:
+                    with torch.inference_mode():
+                        outcome["output"] = self.model.generate(
+                            **inputs, **kwargs, streamer=streamer,
+                            stopping_criteria=self._stopping(params, prompt_length, cancel),
+                        )
+                except Exception as exc:  # noqa: BLE001 - reported to the consumer below
+                    outcome["error"] = exc
+                    streamer.end()
+
+        started = time.perf_counter()
+        first_token_ms: float | None = None
+        buffer = StopBuffer(params.stop)
+        worker = threading.Thread(target=run, name=f"generate-{self.source}", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                delta = buffer.feed(piece)
+                if delta:
+                    first_token_ms = first_token_ms if first_token_ms is not None else _ms(started)
+                    yield delta
+                if buffer.stopped:
+                    break
+            rest = buffer.flush()
+            if rest:
+                first_token_ms = first_token_ms if first_token_ms is not None else _ms(started)
+                yield rest
+        finally:
+            # Reached on normal end, on a stop sequence and when the consumer closes the stream (GeneratorExit):
+            # the cancel criterion ends generation at the next token.
+            cancel.set()
+            worker.join(STREAM_JOIN_SECONDS)
+        if "error" in outcome:
+            raise Unavailable(f"Generation failed: {outcome['error']}", code="generation_failed")
+        output = outcome.get("output")
+        new_ids = self._new_tokens(output[0], prompt_length) if output is not None else torch.tensor([])
+        return Generation(
+            text=buffer.text,
+            tokens_in=prompt_length,
+            tokens_out=len(new_ids),
+            finish_reason=self._finish_reason(new_ids, buffer.stopped, kwargs["max_new_tokens"]),
+            timings={"load": load_ms, "first_token": first_token_ms or 0.0, "generate": _ms(started)},
+        )
