@@ -74,6 +74,8 @@ def make_app(database_url: str, home, **config):
             "PROMPTYARD_HOME": str(home),
             "SQLALCHEMY_DATABASE_URI": database_url,
             "PROMPTYARD_ADMIN_KEY": None,
+            # Apps in one test run must not share rate-limit counters in Redis.
+            "PROMPTYARD_RATE_LIMIT_PREFIX": f"test-{uuid.uuid4().hex}",
             **config,
         }
     )

@@ -36,7 +36,11 @@ class Settings:
         default=2 * 1024 * 1024, metadata={"help": "Largest request body accepted (413 beyond)."}
     )
     PROMPTYARD_RATE_LIMIT: str = field(
-        default="600 per minute", metadata={"help": "Default per-key rate limit."}
+        default="600 per minute",
+        metadata={"help": "Per-key (or per-address without a key) rate limit, e.g. '600 per minute'; 'off' disables."},
+    )
+    PROMPTYARD_RATE_LIMIT_PREFIX: str = field(
+        default="promptyard", metadata={"help": "Prefix of the rate-limit counters in Redis (share it across workers)."}
     )
     PROMPTYARD_MODEL_MEMORY_BYTES: int | None = field(
         default=None, metadata={"help": "Memory budget for loaded models (LRU eviction beyond); unset: no bound."}
@@ -67,8 +71,15 @@ def from_environment() -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = os.environ.get(f.name)
-        if raw not in (None, ""):
-            values[f.name] = int(raw) if f.type in ("int", int) else raw
+        if raw in (None, ""):
+            continue
+        if f.type in ("int", int):
+            try:
+                values[f.name] = int(raw)
+            except ValueError:
+                raise ValueError(f"{f.name} must be a whole number, not {raw!r}.") from None
+        else:
+            values[f.name] = raw
     return values
 
 

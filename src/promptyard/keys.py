@@ -57,8 +57,12 @@ def revoke_key(key_id: int) -> None:
     db.session.commit()
 
 
-def any_keys() -> bool:
-    return db.session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None
+def any_keys(*, include_revoked: bool = False) -> bool:
+    """Whether an active key exists (or any key ever did, with include_revoked)."""
+    query = select(ApiKey.id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return db.session.scalar(query.limit(1)) is not None
 
 
 def authenticate(secret: str, admin_key: str | None) -> Caller | None:

@@ -22,9 +22,11 @@ BLUEPRINT_MODULES = (
 
 
 def init_app(app: OpenAPI) -> None:
-    from promptyard.api import auth
+    from promptyard.api import auth, limits
 
     register_error_handlers(app)
+    # Limits run before auth so that guessing keys is throttled too.
+    limits.init_app(app)
     auth.init_app(app)
     for module_name in BLUEPRINT_MODULES:
         module = import_optional(module_name)

@@ -27,8 +27,16 @@ def require_role(role: str) -> Callable[[F], F]:
 
 
 def auth_enabled() -> bool:
+    """On for a non-loopback bind, a bootstrap admin key, or once any key has been created.
+
+    Revoked keys count: revoking the last key must not switch auth off (and so let that key back in).
+    """
     config = current_app.config
-    return bool(config.get("PROMPTYARD_ADMIN_KEY")) or not is_loopback(config["PROMPTYARD_BIND_HOST"]) or any_keys()
+    return (
+        bool(config.get("PROMPTYARD_ADMIN_KEY"))
+        or not is_loopback(config["PROMPTYARD_BIND_HOST"])
+        or any_keys(include_revoked=True)
+    )
 
 
 def current_caller() -> Caller:

@@ -24,10 +24,10 @@ from promptyard.startup import prepare_database
 @with_appcontext
 def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int) -> None:
     """Migrate the database, seed the starter library and serve."""
-    import waitress
-
     app = current_app._get_current_object()
     app.config["PROMPTYARD_BIND_HOST"] = host
+    # Bind first: a taken port fails fast with a clear message, before any migration runs.
+    server = _bind(app, host, api_port, threads)
     for line in prepare_database():
         click.echo(f"  ready: {line}")
     ui = None if no_ui else _start_ui(host, api_port, ui_port)
@@ -37,10 +37,28 @@ def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int) -
     if ui is not None:
         click.echo(f"promptyard UI  on http://{host}:{ui_port}")
     try:
-        waitress.serve(app, host=host, port=api_port, threads=threads, channel_timeout=600, ident="promptyard")
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("promptyard stopped.")
     finally:
+        server.close()
         if ui is not None:
             ui.terminate()
+
+
+def _bind(app, host: str, port: int, threads: int):
+    """A waitress server listening on host:port, or a one-line error when that address is taken."""
+    import waitress
+
+    try:
+        return waitress.create_server(
+            app, host=host, port=port, threads=threads, channel_timeout=600, ident="promptyard"
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot serve the API on {host}:{port}: {exc.strerror or exc}. "
+            f"Is another server using it? Pick another port with --api-port."
+        ) from exc
 
 
 def _start_ui(host: str, api_port: int, ui_port: int) -> subprocess.Popen | None:
