@@ -49,3 +49,11 @@ def test_each_starter_prompt_renders(doc):
     for value in required.values():
         if isinstance(value, str):
             assert value in text
+
+
+def test_startup_hooks_seed_the_library(app):
+    from promptyard.startup import run_startup_hooks
+
+    report = run_startup_hooks()
+    assert any(line.startswith("promptyard.prompts.starter:seed_starter_library: seeded") for line in report)
+    assert library.resolve_version("write-sql", label="production").number == 1

@@ -118,6 +118,25 @@ def test_sandbox_escapes_fail_safely_at_render_time(template):
         render(template, [], {})
 
 
+@pytest.mark.parametrize(
+    "template, code",
+    [
+        ("{{ 'x' * 1000000000000 }}", "template_unsafe"),
+        ("{{ [1] * 10000000 }}", "template_unsafe"),
+        ("{{ 2 ** 100000000 }}", "template_unsafe"),
+        ("{% for i in range(100000) %}{% for j in range(100) %}xy{% endfor %}{% endfor %}", "render_too_large"),
+    ],
+)
+def test_resource_hungry_templates_are_stopped(template, code):
+    with pytest.raises(TemplateError) as info:
+        render(template, [], {})
+    assert info.value.code == code
+
+
+def test_small_repetition_and_powers_still_work():
+    assert render("{{ '-' * 3 }}{{ 2 ** 3 }}", [], {}) == "---8"
+
+
 def test_runtime_errors_are_template_errors():
     with pytest.raises(TemplateError) as info:
         render("{{ 1 / n }}", [{"name": "n", "type": "integer", "required": True, "default": None, "description": ""}], {"n": 0})

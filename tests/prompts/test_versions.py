@@ -13,9 +13,11 @@ from promptyard.prompts.versions import add_version, diff_versions, list_version
 
 
 def test_versions_number_up_and_identical_content_is_reused(app):
-    library.create_prompt("p", "A {{ x }}")
+    prompt, _ = library.create_prompt("p", "A {{ x }}")
+    created_at = prompt.updated_at
     row, created = add_version("p", "B {{ x }}", message="second")
     assert (row.number, created) == (2, True)
+    assert library.get_prompt("p").updated_at > created_at
     again, created = add_version("p", "B {{ x }}", message="other message")
     assert (again.number, created) == (2, False)
     changed, created = add_version("p", "B {{ x }}", params={"temperature": 0})

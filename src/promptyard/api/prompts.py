@@ -36,7 +36,9 @@ class PromptCreate(BaseModel):
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     task_type: str | None = Field(None, max_length=50)
-    variables: list[Variable] | None = Field(None, description="Omitted: every name the template reads, as a required string.")
+    variables: list[Variable] | None = Field(
+        None, description="Omitted: every name the template reads, as a required string."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Default generation parameters.")
     message: str = ""
 
@@ -116,7 +118,7 @@ def _variables(items: list[Variable] | None) -> list[dict] | None:
 
 @api.post("", responses={201: None})
 def create_prompt(body: PromptCreate):
-    """Create a prompt with its first version."""
+    """Create a prompt with its first version (an archived prompt's name restores it, adding a version)."""
     prompt, _ = library.create_prompt(
         body.name,
         body.template,

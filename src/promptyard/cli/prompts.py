@@ -65,7 +65,11 @@ def show(name: str, version: int | None, label: str | None, as_json: bool) -> No
 @command.command("create")
 @click.argument("name")
 @click.option("--template", "template", default=None, help="Template text.")
-@click.option("--template-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read the template from a file.")
+@click.option(
+    "--template-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the template from a file.",
+)
 @click.option("--description", default="", help="What the prompt is for.")
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
 @click.option("--task-type", default=None, help="Task type, e.g. code-generation.")
@@ -100,7 +104,13 @@ def import_(path: Path) -> None:
 
 @command.command("export")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of stdout.",
+)
 @with_appcontext
 def export(fmt: str, output: Path | None) -> None:
     """Export the whole library."""

@@ -66,7 +66,9 @@ def rollback_label(name: str, label: str, *, actor: str | None = None) -> Prompt
             details={"prompt": name, "label": label},
         )
     previous = stack[-2]
-    row.moves.append(PromptLabelMove(from_version_id=row.version_id, to_version_id=previous, action="rollback", actor=actor))
+    row.moves.append(
+        PromptLabelMove(from_version_id=row.version_id, to_version_id=previous, action="rollback", actor=actor)
+    )
     row.version_id = previous
     row.updated_at = utcnow()
     db.session.commit()

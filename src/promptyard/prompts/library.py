@@ -188,7 +188,9 @@ def list_prompts(
     return rows[offset : offset + limit], len(rows)
 
 
-def update_prompt(name: str, *, description: str | None = None, tags: list[str] | None = None, task_type: str | None = None) -> Prompt:
+def update_prompt(
+    name: str, *, description: str | None = None, tags: list[str] | None = None, task_type: str | None = None
+) -> Prompt:
     """Change a prompt's metadata (its versions never change)."""
     prompt = get_prompt(name)
     require_active(prompt)

@@ -19,7 +19,8 @@ AUTHOR = "starter"
 def starter_prompts() -> list[dict[str, Any]]:
     """Every starter prompt definition, read from the package's starter/*.yaml files, by name."""
     folder = resources.files("promptyard.prompts") / "starter"
-    docs = [yaml.safe_load(entry.read_text(encoding="utf-8")) for entry in folder.iterdir() if entry.name.endswith(".yaml")]
+    files = [entry for entry in folder.iterdir() if entry.name.endswith(".yaml")]
+    docs = [yaml.safe_load(entry.read_text(encoding="utf-8")) for entry in files]
     return sorted(docs, key=lambda doc: doc["name"])
 
 

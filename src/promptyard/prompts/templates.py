@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2 import StrictUndefined, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from promptyard.errors import Unprocessable
@@ -20,6 +21,7 @@ EMPTY_VALUES: dict[str, Any] = {"string": "", "integer": 0, "number": 0, "boolea
 # Names the environment provides itself; reading them does not need a declaration.
 ALLOWED_GLOBALS = ("range", "dict", "namespace", "cycler", "joiner")
 MAX_OUTPUT_CHARS = 1_000_000
+MAX_EXPONENT = 1000
 
 
 class TemplateError(Unprocessable):
@@ -34,9 +36,25 @@ class VariableError(TemplateError):
     code = "invalid_variables"
 
 
+class PromptSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, also refusing `*` and `**` that would build enormous values (`'x' * 10**10`)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                repeats = isinstance(seq, (str, list, tuple)) and isinstance(times, int)
+                if repeats and len(seq) * times > MAX_OUTPUT_CHARS:
+                    raise SecurityError("repeating a value that many times would be too large")
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponents above {MAX_EXPONENT} are not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> SandboxedEnvironment:
     # Immutable: a template may not mutate the values it is given (list.append, dict.update, ...).
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.globals = {name: env.globals[name] for name in ALLOWED_GLOBALS if name in env.globals}
     return env
 
@@ -109,7 +127,9 @@ def normalize_variables(declared: list[dict[str, Any]] | None, template: str) ->
                 details={"variable": name, "fields": sorted(unknown)},
             )
         if name in seen:
-            raise TemplateError(f"Variable '{name}' is declared twice.", code="invalid_variables", details={"variable": name})
+            raise TemplateError(
+                f"Variable '{name}' is declared twice.", code="invalid_variables", details={"variable": name}
+            )
         seen.add(name)
         kind = item.get("type", "string")
         if kind not in VARIABLE_TYPES:
@@ -129,11 +149,14 @@ def normalize_variables(declared: list[dict[str, Any]] | None, template: str) ->
             raise TemplateError(
                 f"Variable '{name}': the default is not a {kind}.", code="invalid_variables", details={"variable": name}
             )
-        result.append({"name": name, "type": kind, "required": required, "default": default, "description": description})
+        result.append(
+            {"name": name, "type": kind, "required": required, "default": default, "description": description}
+        )
     undeclared = [n for n in read if n not in seen]
     if undeclared:
         raise TemplateError(
-            f"The template reads undeclared variable(s): {', '.join(undeclared)}; declare them or leave 'variables' out.",
+            f"The template reads undeclared variable(s): {', '.join(undeclared)}; "
+            "declare them or leave 'variables' out.",
             code="invalid_template",
             details={"undeclared": undeclared},
         )
@@ -191,7 +214,7 @@ def render(template: str, declared: list[dict[str, Any]], values: dict[str, Any]
     """Render a template with checked variables; raises only TemplateError (or VariableError)."""
     context = build_context(declared, values)
     try:
-        text = ENV.from_string(template).render(context)
+        text = _render_capped(ENV.from_string(template), context)
     except TemplateError:
         raise
     except jinja2.TemplateSyntaxError as exc:
@@ -200,7 +223,7 @@ def render(template: str, declared: list[dict[str, Any]], values: dict[str, Any]
             code="invalid_template",
             details={"line": exc.lineno, "reason": exc.message},
         ) from None
-    except jinja2.exceptions.SecurityError as exc:
+    except SecurityError as exc:
         raise TemplateError(f"The template tried something unsafe: {exc}.", code="template_unsafe") from None
     except Exception as exc:  # noqa: BLE001 - any failure inside user template code is the template's fault
         raise TemplateError(
@@ -208,11 +231,20 @@ def render(template: str, declared: list[dict[str, Any]], values: dict[str, Any]
             code="render_failed",
             details={"reason": str(exc)[:500]},
         ) from None
-    if len(text) > MAX_OUTPUT_CHARS:
-        raise TemplateError(
-            f"The rendered text is longer than {MAX_OUTPUT_CHARS} characters.", code="render_too_large"
-        )
     return text
+
+
+def _render_capped(compiled: jinja2.Template, context: dict[str, Any]) -> str:
+    """Render chunk by chunk, stopping as soon as the output passes MAX_OUTPUT_CHARS."""
+    chunks, size = [], 0
+    for chunk in compiled.generate(context):
+        size += len(chunk)
+        if size > MAX_OUTPUT_CHARS:
+            raise TemplateError(
+                f"The rendered text is longer than {MAX_OUTPUT_CHARS} characters.", code="render_too_large"
+            )
+        chunks.append(chunk)
+    return "".join(chunks)
 
 
 def render_version(version: PromptVersion, variables: dict) -> str:

@@ -85,7 +85,8 @@ def _parse_prompts(document: Any) -> list[PromptDoc]:
     unknown = set(document) - {"format", "format_version", "prompts"}
     if unknown or document.get("format", FORMAT) != FORMAT:
         raise Unprocessable(
-            f"This is not a promptyard library export (unexpected: {', '.join(sorted(unknown)) or document.get('format')}).",
+            "This is not a promptyard library export "
+            f"(unexpected: {', '.join(sorted(unknown)) or document.get('format')}).",
             code="invalid_import",
         )
     docs, seen = [], set()
@@ -117,20 +118,24 @@ def _parse_prompts(document: Any) -> list[PromptDoc]:
             ) from None
         if doc.name in seen:
             raise Unprocessable(
-                f"Import refused: prompt '{doc.name}' appears twice.", code="invalid_import", details={"prompt": doc.name}
+                f"Import refused: prompt '{doc.name}' appears twice.",
+                code="invalid_import",
+                details={"prompt": doc.name},
             )
         seen.add(doc.name)
         numbers = [v.version for v in doc.versions]
         if numbers != list(range(1, len(numbers) + 1)):
             raise Unprocessable(
-                f"Import refused, nothing was imported: prompt '{doc.name}' must list versions 1, 2, ... in order without gaps.",
+                f"Import refused, nothing was imported: prompt '{doc.name}' must list versions 1, 2, ... "
+                "in order without gaps.",
                 code="invalid_import",
                 details={"index": index, "prompt": doc.name},
             )
         missing = {k: v for k, v in doc.labels.items() if v not in numbers}
         if missing:
             raise Unprocessable(
-                f"Import refused, nothing was imported: prompt '{doc.name}' has labels pointing at unknown versions: {missing}.",
+                f"Import refused, nothing was imported: prompt '{doc.name}' has labels pointing at "
+                f"unknown versions: {missing}.",
                 code="invalid_import",
                 details={"index": index, "prompt": doc.name},
             )
@@ -162,7 +167,11 @@ def import_library(document: Any, *, actor: str | None = None) -> dict[str, int]
             prompt = db.session.scalar(select(Prompt).where(Prompt.name == doc.name))
             if prompt is None:
                 prompt = Prompt(
-                    name=doc.name, description=doc.description, tags=doc.tags, task_type=doc.task_type, archived=doc.archived
+                    name=doc.name,
+                    description=doc.description,
+                    tags=doc.tags,
+                    task_type=doc.task_type,
+                    archived=doc.archived,
                 )
                 db.session.add(prompt)
                 counts["prompts_created"] += 1
@@ -193,7 +202,8 @@ def import_library(document: Any, *, actor: str | None = None) -> dict[str, int]
 
 def _apply_labels(prompt: Prompt, labels: dict[str, int], versions: dict[int, PromptVersion], actor: str | None) -> int:
     moved = 0
-    current = {row.name: row for row in db.session.scalars(select(PromptLabel).where(PromptLabel.prompt_id == prompt.id))}
+    rows = db.session.scalars(select(PromptLabel).where(PromptLabel.prompt_id == prompt.id))
+    current = {row.name: row for row in rows}
     for name, number in labels.items():
         target = versions[number]
         row = current.get(name)
@@ -217,7 +227,8 @@ def load(text: str | bytes, fmt: str) -> Any:
             return yaml.safe_load(text)
         return json.loads(text)
     except (yaml.YAMLError, ValueError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise BadRequest(
-            f"The import is not valid {fmt.upper()}: {str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}",
+            f"The import is not valid {fmt.upper()}: {first_line}",
             code="malformed_request",
         ) from None

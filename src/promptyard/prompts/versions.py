@@ -86,10 +86,12 @@ def add_version(
         latest = latest_version(prompt)
         if latest is not None and latest.content_hash == candidate.content_hash:
             return latest, False
-        number = (db.session.scalar(select(func.max(PromptVersion.number)).where(PromptVersion.prompt_id == prompt.id)) or 0) + 1
+        highest = select(func.max(PromptVersion.number)).where(PromptVersion.prompt_id == prompt.id)
+        number = (db.session.scalar(highest) or 0) + 1
         row = build_version(number, template, variables, params, message, author)
         row.prompt_id = prompt.id
         db.session.add(row)
+        prompt.updated_at = utcnow()
         try:
             db.session.commit()
             return row, True
