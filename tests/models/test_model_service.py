@@ -21,6 +21,10 @@ class CountingPlugin(FunctionPlugin):
 
     def load(self):
         type(self).loads += 1
+        if self.options.get("slow_load"):
+            import time
+
+            time.sleep(0.2)  # keep the other first requests arriving while this load is in progress
         if self.options.get("fail_load"):
             raise RuntimeError("weights are corrupt")
 
@@ -152,3 +156,24 @@ def test_memory_budget_comes_from_config(tmp_path):
                       "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
                       "PROMPTYARD_MODEL_MEMORY_BYTES": "1024"})
     assert app.extensions["promptyard.models"].memory_budget_bytes == 1024
+
+
+def test_concurrent_first_requests_load_the_model_once(registry, app):
+    import threading
+
+    service.register_model("m1", "counting", "x", options={"slow_load": True})
+    gate = threading.Barrier(4)
+    plugins = []
+
+    def first_request():
+        with app.app_context():
+            gate.wait(10)
+            plugins.append(service.get_plugin("m1"))
+
+    threads = [threading.Thread(target=first_request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(plugins) == 4 and all(p is plugins[0] for p in plugins)
+    assert CountingPlugin.loads == 1
