@@ -1,4 +1,8 @@
-"""The `transformers` backend: causal or seq2seq Hugging Face models from a hub id or a local folder."""
+"""The `transformers` backend: causal or seq2seq Hugging Face models from a hub id or a local folder.
+
+torch and transformers are imported when a model is first used, not when the plugin registry discovers
+this module, so that starting the API or the CLI stays fast.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,7 @@ import threading
 import time
 from typing import Any, Generator
 
-import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
+from typing import TYPE_CHECKING
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput
@@ -27,11 +23,14 @@ from promptyard.plugins.hf_files import (
     looks_like_path,
     missing_weights_error,
 )
-from promptyard.plugins.textgen import StopBuffer, StopOnEvent, StopOnText, cut_at_stop, prompt_to_text
+from promptyard.plugins.textgen import StopBuffer, cut_at_stop, prompt_to_text
+
+if TYPE_CHECKING:
+    import torch
 
 # Accepted spellings of `quantization`; None means full precision.
 QUANTIZATIONS = {"none": None, "4bit": "4bit", "nf4": "4bit", "8bit": "8bit", "int8": "8bit"}
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "float16", "bfloat16")
 CONTEXT_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 # How long closing a stream waits for the generation thread to notice (it stops at the next token).
 STREAM_JOIN_SECONDS = 10.0
@@ -69,7 +68,7 @@ class TransformersPlugin(LLMPlugin):
         self.is_encoder_decoder = False
         self.device: torch.device | None = None
         self.last_error: str | None = None
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()
         # One generation at a time per model: torch's global RNG makes seeded sampling unsafe to interleave,
         # and the execution queue already bounds how many requests wait here.
         self._generate_lock = threading.Lock()
@@ -124,6 +123,8 @@ class TransformersPlugin(LLMPlugin):
     # --- loading ---------------------------------------------------------------------------------------------
 
     def _load_config(self, path: str):
+        from transformers import AutoConfig
+
         try:
             return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
         except ValueError as exc:
@@ -149,6 +150,8 @@ class TransformersPlugin(LLMPlugin):
 
     def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
         """CUDA with bf16 (fp16 where bf16 is missing) when present, else CPU in fp32; options override."""
+        import torch
+
         requested = self.options.get("device")
         try:
             device = torch.device(requested) if requested else None
@@ -163,7 +166,7 @@ class TransformersPlugin(LLMPlugin):
             if dtype_name not in DTYPES:
                 raise Unprocessable(f"Unknown dtype '{dtype_name}'; use one of: {', '.join(DTYPES)}.",
                                     code="invalid_dtype")
-            return device, DTYPES[dtype_name]
+            return device, getattr(torch, dtype_name)
         if device.type == "cuda":
             return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return device, torch.float32
@@ -196,6 +199,8 @@ class TransformersPlugin(LLMPlugin):
         return BitsAndBytesConfig(load_in_8bit=True)
 
     def load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
         with self._load_lock:
             if self.model is not None:
                 return
@@ -227,6 +232,8 @@ class TransformersPlugin(LLMPlugin):
             self.last_error = None
 
     def unload(self) -> None:
+        import torch
+
         with self._load_lock:
             on_cuda = self.model is not None and self.device is not None and self.device.type == "cuda"
             self.model = None
@@ -234,15 +241,22 @@ class TransformersPlugin(LLMPlugin):
             if on_cuda:
                 torch.cuda.empty_cache()
 
-    def _ensure_loaded(self) -> float:
-        """Load when needed; the milliseconds it took (0 when already loaded)."""
-        if self.model is not None:
-            return 0.0
-        started = time.perf_counter()
-        self.load()
-        return _ms(started)
+    def _ready(self) -> tuple[Any, float]:
+        """The model (loading it when needed) and the milliseconds loading took in this call.
+
+        Callers generate with this reference, not self.model: when the ModelManager evicts the model meanwhile,
+        the generation in flight finishes and the memory is freed after it.
+        """
+        with self._load_lock:
+            if self.model is not None:
+                return self.model, 0.0
+            started = time.perf_counter()
+            self.load()
+            return self.model, _ms(started)
 
     def _tokenizer(self):
+        from transformers import AutoTokenizer
+
         if self.tokenizer is None:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self._model_path(), local_files_only=True, trust_remote_code=self.trust_remote_code
@@ -285,9 +299,9 @@ class TransformersPlugin(LLMPlugin):
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's usual ones.
         inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not templated)
         inputs.pop("token_type_ids", None)
-        return {key: value.to(self.model.device) for key, value in inputs.items()}
+        return {key: value.to(self.device) for key, value in inputs.items()}
 
-    def _generation_kwargs(self, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
+    def _generation_kwargs(self, model, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
         max_new_tokens = params.max_new_tokens
         limit = self.context_length()
         if limit is not None and not self.is_encoder_decoder:
@@ -302,11 +316,15 @@ class TransformersPlugin(LLMPlugin):
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
             kwargs["do_sample"] = False
-        if self.model.generation_config.pad_token_id is None:
+        if model.generation_config.pad_token_id is None:
             kwargs["pad_token_id"] = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         return kwargs
 
     def _stopping(self, params: GenerationParams, prompt_length: int, cancel: threading.Event | None):
+        from transformers import StoppingCriteriaList
+
+        from promptyard.plugins.stopping import StopOnEvent, StopOnText
+
         criteria = StoppingCriteriaList()
         if params.stop:
             start = 0 if self.is_encoder_decoder else prompt_length
@@ -316,6 +334,8 @@ class TransformersPlugin(LLMPlugin):
         return criteria
 
     def _seed(self, params: GenerationParams) -> None:
+        import torch
+
         if params.do_sample and params.seed is not None:
             torch.manual_seed(params.seed)
             if torch.cuda.is_available():
@@ -337,16 +357,18 @@ class TransformersPlugin(LLMPlugin):
         return "length" if len(new_ids) >= max_new_tokens else "stop"
 
     def generate(self, prompt: PromptInput, params: GenerationParams) -> Generation:
-        load_ms = self._ensure_loaded()
+        import torch
+
+        model, load_ms = self._ready()
         inputs = self._encode(prompt)
         prompt_length = inputs["input_ids"].shape[1]
-        kwargs = self._generation_kwargs(params, prompt_length)
+        kwargs = self._generation_kwargs(model, params, prompt_length)
         started = time.perf_counter()
         with self._generate_lock:
             self._seed(params)
             try:
                 with torch.inference_mode():
-                    output = self.model.generate(
+                    output = model.generate(
                         **inputs, **kwargs, stopping_criteria=self._stopping(params, prompt_length, None)
                     )
             except (RuntimeError, ValueError) as exc:
@@ -363,10 +385,13 @@ class TransformersPlugin(LLMPlugin):
         )
 
     def stream(self, prompt: PromptInput, params: GenerationParams) -> Generator[str, None, Generation]:
-        load_ms = self._ensure_loaded()
+        import torch
+        from transformers import TextIteratorStreamer
+
+        model, load_ms = self._ready()
         inputs = self._encode(prompt)
         prompt_length = inputs["input_ids"].shape[1]
-        kwargs = self._generation_kwargs(params, prompt_length)
+        kwargs = self._generation_kwargs(model, params, prompt_length)
         cancel = threading.Event()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         outcome: dict[str, Any] = {}
@@ -379,7 +404,7 @@ class TransformersPlugin(LLMPlugin):
                 self._seed(params)
                 try:
                     with torch.inference_mode():
-                        outcome["output"] = self.model.generate(
+                        outcome["output"] = model.generate(
                             **inputs, **kwargs, streamer=streamer,
                             stopping_criteria=self._stopping(params, prompt_length, cancel),
                         )
