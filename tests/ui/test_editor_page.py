@@ -16,6 +16,10 @@ def button(at, label):
     return next(b for b in at.button if b.label == label)
 
 
+def show(at, name):
+    next(r for r in at.radio if r.key == "editor_section").set_value(name).run()
+
+
 def area(at, prefix):
     return next(t for t in at.text_area if t.label.startswith(prefix))
 
@@ -60,6 +64,7 @@ def test_invalid_variables_are_reported_by_the_api(open_page, greet):
 def test_diff_side_by_side_and_unified(open_page, greet):
     greet.create_version("greet", "Say hi to {{ who }}")
     at = open_page("editor", prompt="greet")
+    show(at, "Diff")
     html = "".join(str(h.proto.body) for h in at.get("html"))
     assert "Say hello to {{ who }}" in html and "Say hi to {{ who }}" in html
     assert "class='del'" in html and "class='add'" in html
@@ -72,6 +77,7 @@ def test_diff_side_by_side_and_unified(open_page, greet):
 def test_move_label_and_roll_back(open_page, greet):
     greet.create_version("greet", "Say hi to {{ who }}")
     at = open_page("editor", prompt="greet")
+    show(at, "Labels")
     next(s for s in at.selectbox if s.label == "Version").set_value(1)
     button(at, "Move label").click().run()
     assert greet.get_prompt("greet")["labels"] == {"production": 1}
@@ -88,6 +94,7 @@ def test_move_label_and_roll_back(open_page, greet):
 
 def test_bad_label_name_reads_as_a_message(open_page, greet):
     at = open_page("editor", prompt="greet")
+    show(at, "Labels")
     next(t for t in at.text_input if t.label == "Label").input("Bad Label!")
     button(at, "Move label").click().run()
     assert_no_crash(at)

@@ -90,6 +90,7 @@ def test_a_failing_model_reads_as_a_message(open_page, greet, live_api):
 
 def test_compare_two_versions_side_by_side(open_page, greet):
     at = open_page("workbench", prompt="greet")
+    next(r for r in at.radio if r.key == "bench_section").set_value("Compare side by side").run()
     next(t for t in at.text_area if t.key == "cmp::greet::who").input("Cy").run()
     next(t for t in at.text_input if t.key == "cmp::ver_a").input("v1")
     next(t for t in at.text_input if t.key == "cmp::ver_b").input("label:production")

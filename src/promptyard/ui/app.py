@@ -10,23 +10,23 @@ from promptyard.ui.common import sidebar
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="promptyard", page_icon="🌱", layout="wide")
+st.set_page_config(page_title="promptyard", page_icon=":material/yard:", layout="wide")
 
 sidebar()
 navigation = st.navigation(
     {
         "Prompts": [
-            st.Page(PAGES / "library.py", title="Library", icon="📚", default=True),
-            st.Page(PAGES / "editor.py", title="Editor", icon="✏️"),
-            st.Page(PAGES / "workbench.py", title="Workbench", icon="🧪"),
+            st.Page(PAGES / "library.py", title="Library", icon=":material/library_books:", default=True),
+            st.Page(PAGES / "editor.py", title="Editor", icon=":material/edit_note:"),
+            st.Page(PAGES / "workbench.py", title="Workbench", icon=":material/science:"),
         ],
         "Runs": [
-            st.Page(PAGES / "history.py", title="History", icon="🕘"),
-            st.Page(PAGES / "experiments.py", title="Experiments", icon="⚖️"),
-            st.Page(PAGES / "evaluations.py", title="Evaluations", icon="✅"),
-            st.Page(PAGES / "dashboard.py", title="Dashboard", icon="📈"),
+            st.Page(PAGES / "history.py", title="History", icon=":material/history:"),
+            st.Page(PAGES / "experiments.py", title="Experiments", icon=":material/balance:"),
+            st.Page(PAGES / "evaluations.py", title="Evaluations", icon=":material/fact_check:"),
+            st.Page(PAGES / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
         ],
-        "Setup": [st.Page(PAGES / "models.py", title="Models", icon="🧠")],
+        "Setup": [st.Page(PAGES / "models.py", title="Models", icon=":material/memory:")],
     }
 )
 try:

@@ -145,3 +145,16 @@ def sidebar() -> None:
 def _remember_key() -> None:
     """Keep the key under a plain session key, so it survives page switches for the whole browser session."""
     st.session_state[KEY_STATE] = st.session_state.get("_api_key_input", "").strip()
+
+
+def section(options: list[str], key: str) -> str:
+    """A row of choices that stays put across reruns (st.tabs would jump back to the first one)."""
+    pending = st.session_state.pop(f"{key}::goto", None)
+    if pending in options:
+        st.session_state[key] = pending
+    return st.radio("Section", options, horizontal=True, key=key, label_visibility="collapsed")
+
+
+def goto_section(key: str, option: str) -> None:
+    """Open `option` of the section row `key` on the next run."""
+    st.session_state[f"{key}::goto"] = option

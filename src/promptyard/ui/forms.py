@@ -84,13 +84,17 @@ def missing_required(declared: list[dict], values: dict[str, Any]) -> list[str]:
 
 
 def params_inputs(key: str, defaults: dict | None = None) -> dict[str, Any]:
-    """Generation parameters (transformers names) over the prompt's defaults."""
+    """Generation parameters over the prompt's and model's defaults; empty unless the person overrides them."""
     defaults = defaults or {}
+    if defaults:
+        st.caption("This version's defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()))
+    if not st.checkbox("Override parameters for this run", key=f"{key}::override"):
+        return {}
     cols = st.columns(4)
     params = {
-        "max_new_tokens": int(cols[0].number_input("max_new_tokens", 1, 8192, int(defaults.get("max_new_tokens", 128)),
+        "max_new_tokens": int(cols[0].number_input("max_new_tokens", 1, 8192, int(defaults.get("max_new_tokens", 64)),
                                                    key=f"{key}::max_new_tokens")),
-        "temperature": float(cols[1].number_input("temperature", 0.0, 2.0, float(defaults.get("temperature", 0.2)),
+        "temperature": float(cols[1].number_input("temperature", 0.0, 2.0, float(defaults.get("temperature", 0.0)),
                                                   step=0.1, key=f"{key}::temperature")),
         "top_p": float(cols[2].number_input("top_p", 0.0, 1.0, float(defaults.get("top_p", 1.0)), step=0.05,
                                             key=f"{key}::top_p")),

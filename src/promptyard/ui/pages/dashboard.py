@@ -49,9 +49,9 @@ wanted = ["count", "executions", "success_rate", "latency_p50_ms", "p50_latency_
 ordered = [c for c in wanted if c in numeric] + [c for c in numeric if c not in wanted]
 for left, right in zip(ordered[::2], ordered[1::2] + [None]):
     columns = st.columns(2)
-    columns[0].altair_chart(chart(left), use_container_width=True)
+    columns[0].altair_chart(chart(left), width="stretch")
     if right:
-        columns[1].altair_chart(chart(right), use_container_width=True)
+        columns[1].altair_chart(chart(right), width="stretch")
 
 with st.expander("Table"):
-    st.dataframe(frame, hide_index=True, use_container_width=True)
+    st.dataframe(frame, hide_index=True, width="stretch")

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from promptyard.ui.common import act, client, flash, items, load, parse_json, prompt_names, show_flash, try_load
+from promptyard.ui.common import section
 from promptyard.ui.diffs import side_by_side
 
 st.title("Prompt editor")
@@ -33,9 +34,9 @@ st.caption(
     + ("  ·  labels: " + ", ".join(f"{k} → v{v}" for k, v in labels.items()) if labels else "")
 )
 
-edit_tab, diff_tab, label_tab = st.tabs(["Edit", "Diff", "Labels"])
+shown = section(["Edit", "Diff", "Labels"], "editor_section")
 
-with edit_tab:
+if shown == "Edit":
     base_number = st.selectbox("Start from version", numbers, format_func=lambda n: f"v{n}: {by_number[n].get('message') or ''}")
     base = by_number[base_number]
     with st.form(f"edit_{name}_{base_number}"):
@@ -69,7 +70,7 @@ with edit_tab:
                         flash(f"Saved version {saved['version']}.")
                     st.rerun()
 
-with diff_tab:
+if shown == "Diff":
     if len(numbers) < 2:
         st.info("Only one version so far: save a second one to compare.")
     else:
@@ -86,7 +87,7 @@ with diff_tab:
             st.html(side_by_side(by_number[older].get("template", ""), by_number[newer].get("template", ""),
                                  f"v{older}", f"v{newer}"))
 
-with label_tab:
+if shown == "Labels":
     if labels:
         st.dataframe(pd.DataFrame([{"label": k, "version": v} for k, v in labels.items()]), hide_index=True)
     else:
@@ -115,4 +116,4 @@ with label_tab:
             if history is None:
                 history = try_load(api.get_label, name, label_name, default={}).get("history") or []
             if history:
-                st.dataframe(pd.DataFrame(history), hide_index=True, use_container_width=True)
+                st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from promptyard.ui.common import act, client, flash, items, load, model_names, prompt_names, show_flash, \
     try_load
+from promptyard.ui.common import goto_section, section
 
 st.title("Evaluations")
 show_flash()
@@ -16,9 +17,9 @@ FINISHED = {"succeeded", "completed", "finished", "failed", "cancelled", "error"
 runs_page = try_load(api.list_evals, limit=200, default=None)
 runs = items(runs_page)
 
-runs_tab, start_tab, compare_tab = st.tabs(["Runs", "Start a run", "Compare two runs"])
+shown = section(["Runs", "Start a run", "Compare two runs"], "eval_section")
 
-with start_tab:
+if shown == "Start a run":
     models = model_names(api)
     if not models:
         st.info("Register a model on the Models page first.")
@@ -47,7 +48,8 @@ with start_tab:
                                   n=int(n), k=ks, limit=int(limit) or None)
                     if started:
                         st.session_state["eval_run"] = started["id"]
-                        flash(f"Run {started['id']} started: follow it in the Runs tab.")
+                        goto_section("eval_section", "Runs")
+                        flash(f"Run {started['id']} started.")
                         st.rerun()
 
 
@@ -58,7 +60,7 @@ def samples_view(run_id: int) -> None:
         return
     st.markdown("**Per task**")
     table = pd.DataFrame([{"task": s.get("task_id"), "passed": s.get("passed"), "result": s.get("result")} for s in samples])
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     index = st.selectbox("Task", range(len(samples)), format_func=lambda i: f"{samples[i].get('task_id')}"
                          f" · {'passed' if samples[i].get('passed') else 'failed'}", key="sample_pick")
     sample = samples[index]
@@ -84,9 +86,9 @@ def run_label(run: dict) -> str:
     return f"#{run['id']} · {run.get('dataset')} · {run.get('model')} · {run.get('status')}"
 
 
-with runs_tab:
+if shown == "Runs":
     if runs_page is not None and not runs:
-        st.info("No evaluation runs yet: start one in the 'Start a run' tab.")
+        st.info("No evaluation runs yet: choose 'Start a run' above.")
         run_id = None
     elif runs:
         ids = [r["id"] for r in runs]
@@ -116,7 +118,7 @@ with runs_tab:
         run_view()
 
 
-with compare_tab:
+if shown == "Compare two runs":
     if len(runs) < 2 and runs_page is not None:
         st.info("Comparing needs two runs on the same dataset.")
     else:
@@ -138,7 +140,7 @@ with compare_tab:
                 for key, value in comparison.items():
                     if isinstance(value, list) and value:
                         st.markdown(f"**{key.replace('_', ' ')}**")
-                        st.dataframe(pd.DataFrame(value), hide_index=True, use_container_width=True)
+                        st.dataframe(pd.DataFrame(value), hide_index=True, width="stretch")
                     elif isinstance(value, dict) and value:
                         st.markdown(f"**{key.replace('_', ' ')}**")
                         st.json(value)

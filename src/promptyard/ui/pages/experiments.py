@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from promptyard.ui.common import act, client, flash, fmt, items, load, prompt_names, show_flash, try_load
+from promptyard.ui.common import goto_section, section
 
 st.title("Experiments")
 show_flash()
@@ -14,9 +15,9 @@ api = client()
 existing = try_load(api.list_experiments, limit=500, default=None)
 names = [e["name"] for e in items(existing)]
 
-results_tab, create_tab = st.tabs(["Results", "New experiment"])
+shown = section(["Results", "New experiment"], "exp_section")
 
-with create_tab:
+if shown == "New experiment":
     prompts = prompt_names(api)
     if not prompts:
         st.info("An experiment compares versions of a library prompt: create a prompt first.")
@@ -37,14 +38,15 @@ with create_tab:
                     created = act(api.create_experiment, name.strip(), prompt, arms)
                     if created:
                         st.session_state["experiment"] = created["name"]
+                        goto_section("exp_section", "Results")
                         flash(f"Experiment '{created['name']}' created: runs with `experiment` and `subject` pick an arm.")
                         st.rerun()
 
-with results_tab:
+if shown == "Results":
     if existing is None:
         current = st.text_input("Experiment name", value=st.session_state.get("experiment", ""))
     elif not names:
-        st.info("No experiments yet: create one in the 'New experiment' tab.")
+        st.info("No experiments yet: choose 'New experiment' above.")
         current = ""
     else:
         remembered = st.session_state.get("experiment")
@@ -60,7 +62,7 @@ with results_tab:
                 st.info("No results yet.")
                 return
             table = pd.DataFrame(arms)
-            st.dataframe(table, hide_index=True, use_container_width=True)
+            st.dataframe(table, hide_index=True, width="stretch")
             cols = st.columns(3)
             cols[0].metric("Executions", sum(int(a.get("executions") or 0) for a in arms))
             cols[1].metric("p-value", fmt(results.get("p_value"), "", 4))

@@ -44,27 +44,26 @@ if not rows:
             "No executions yet: run a prompt in the Workbench and it shows up here.")
     st.stop()
 
-st.caption(f"{total} execution(s); showing {len(rows)} from #{(page - 1) * PAGE_SIZE + 1}.")
+st.caption(f"{total} execution(s), newest first; times in UTC. Showing {len(rows)} from row {(page - 1) * PAGE_SIZE + 1}.")
 table = pd.DataFrame(
     [
         {
             "id": r["id"],
-            "when": r.get("created_at"),
+            "when": (r.get("created_at") or "")[:19].replace("T", " "),
             "prompt": r.get("prompt") or "(raw input)",
             "version": r.get("version"),
             "model": r.get("model"),
             "status": r.get("status"),
-            "latency ms": r.get("latency_ms"),
+            "latency ms": round(r["latency_ms"]) if r.get("latency_ms") is not None else None,
             "tokens in": r.get("tokens_in"),
             "tokens out": r.get("tokens_out"),
             "cost": r.get("cost"),
             "cache hit": r.get("cache_hit"),
-            "rating": (r.get("feedback") or {}).get("rating") if isinstance(r.get("feedback"), dict) else r.get("rating"),
         }
         for r in rows
     ]
 )
-st.dataframe(table, hide_index=True, use_container_width=True)
+st.dataframe(table, hide_index=True, width="stretch")
 
 st.subheader("Details")
 chosen = st.selectbox("Execution", [r["id"] for r in rows], format_func=lambda i: f"#{i}")
@@ -87,14 +86,15 @@ cols[3].metric("Tokens in / out", f"{fmt(record.get('tokens_in'))} / {fmt(record
 cols[4].metric("Cost", fmt(record.get("cost"), "", 5))
 st.markdown("**Params**")
 st.json(record.get("params") or {}, expanded=False)
-feedback = record.get("feedback")
 st.markdown("**Feedback**")
-if feedback:
-    entries = feedback if isinstance(feedback, list) else [feedback]
+if "feedback" not in record:
+    st.caption("This API does not return ratings with an execution; the Dashboard shows mean ratings.")
+elif record["feedback"]:
+    entries = record["feedback"] if isinstance(record["feedback"], list) else [record["feedback"]]
     for entry in entries:
         st.write(f"{'★' * int(entry.get('rating') or 0)}  {entry.get('comment') or ''}")
 else:
-    st.caption("No rating yet.")
+    st.caption("No rating yet: rate it in the Workbench after a run.")
 
 st.subheader("Export")
 fmt_col, button_col = st.columns([1, 3], vertical_alignment="bottom")

@@ -43,7 +43,7 @@ else:
             for p in prompts
         ]
     )
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")
     pick, open_editor, open_bench = st.columns([3, 1, 1], vertical_alignment="bottom")
     chosen = pick.selectbox("Prompt", [p["name"] for p in prompts])
     if open_editor.button("Open in editor"):

@@ -23,7 +23,7 @@ else:
         pd.DataFrame([{"name": m["name"], "plugin": m.get("plugin"), "source": m.get("source"),
                        "status": m.get("status"), "quantization": m.get("quantization"),
                        "preset": m.get("is_preset", False)} for m in models]),
-        hide_index=True, use_container_width=True,
+        hide_index=True, width="stretch",
     )
     missing = [m["name"] for m in models if m.get("status") == "not_downloaded"]
     if missing:
@@ -56,7 +56,9 @@ else:
             st.rerun()
 
 st.subheader("Register a model")
-plugin_names = [p["name"] for p in plugins] or ["transformers", "openai-compatible"]
+# The built-in local backend first: it is what most people register.
+plugin_names = sorted([p["name"] for p in plugins] or ["transformers", "openai-compatible"],
+                      key=lambda n: (n != "transformers", n))
 with st.form("register_model"):
     cols = st.columns(3)
     name = cols[0].text_input("Name", placeholder="codet5p-220m")
@@ -82,6 +84,6 @@ with st.form("register_model"):
 
 st.subheader("Plugins")
 if plugins:
-    st.dataframe(pd.DataFrame(plugins), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(plugins), hide_index=True, width="stretch")
 else:
     st.caption("The API lists no plugins.")

@@ -9,6 +9,7 @@ import streamlit as st
 from promptyard.client import PromptyardAPIError, PromptyardConnectionError
 from promptyard.ui.common import act, client, flash, model_names, prompt_names, show_api_error, \
     show_connection_error, show_flash
+from promptyard.ui.common import section
 from promptyard.ui.forms import describe_target, missing_required, params_inputs, resolved_version, run_metrics, target_fields, \
     target_options, variable_inputs
 
@@ -55,7 +56,7 @@ def pick_source(key: str) -> dict | None:
 
 def stream_run(fields: dict, model: str, params: dict, cache: bool) -> None:
     """Run with the output streaming into the page, then keep the record for rating."""
-    stream = api.stream(model, **fields, params=params, cache=cache)
+    stream = api.stream(model, **fields, params=params or None, cache=cache)
     st.markdown("**Output**")
     try:
         st.write_stream(stream)
@@ -82,9 +83,9 @@ def rating_form(execution: dict) -> None:
                 st.rerun()
 
 
-single, compare = st.tabs(["Run", "Compare side by side"])
+shown = section(["Run", "Compare side by side"], "bench_section")
 
-with single:
+if shown == "Run":
     fields = pick_source("run")
     model = st.selectbox("Model", models, key="run::model")
     with st.expander("Parameters", expanded=False):
@@ -104,7 +105,7 @@ with single:
         run_metrics(last)
         rating_form(last)
 
-with compare:
+if shown == "Compare side by side":
     st.caption("Run the same variables through two versions or two models and compare the outputs.")
     fields = pick_source("cmp")
     left, right = st.columns(2)
@@ -128,7 +129,7 @@ with compare:
                 run_fields.pop("version", None)
                 run_fields.pop("label", None)
                 run_fields.update(target_fields(option.strip()))
-            results.append(act(api.execute, model_name, **run_fields, params=params_cmp))
+            results.append(act(api.execute, model_name, **run_fields, params=params_cmp or None))
         st.session_state["compare_results"] = results
     for column, result in zip(st.columns(2), st.session_state.get("compare_results") or []):
         with column:
