@@ -96,3 +96,18 @@ def test_unknown_experiment_and_missing_subject(client):
     assert client.get("/api/v1/experiments/exp/assign").status_code == 422
     assert client.get("/api/v1/experiments/exp/assign?subject=" + "x" * 300).status_code == 422
     assert client.get("/api/v1/experiments?limit=9999").status_code == 422
+
+
+def test_experiment_paths_are_in_the_openapi_document(client):
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+    for path in ("/api/v1/experiments", "/api/v1/experiments/{name}/assign", "/api/v1/experiments/{name}/results",
+                 "/api/v1/experiments/{name}/stop"):
+        assert path in paths, path
+
+
+def test_nan_weights_are_refused(client):
+    make_prompt()
+    body = '{"name": "exp", "prompt": "greet", "arms": [{"version": 1, "weight": NaN}, {"version": 2, "weight": 1}]}'
+    response = client.post("/api/v1/experiments", data=body, content_type="application/json")
+    assert response.status_code in (400, 422)
+    assert client.get("/api/v1/experiments").get_json()["total"] == 0

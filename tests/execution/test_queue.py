@@ -71,3 +71,38 @@ def test_the_pipeline_refuses_when_the_model_is_busy_and_records_nothing(install
     from sqlalchemy import select
 
     assert list(db.session.scalars(select(Execution.rendered_input))) == ["x"]
+
+
+def test_a_request_that_waited_records_its_queue_wait(install, app):
+    from promptyard.db import db
+    from promptyard.db.models import Execution
+    from sqlalchemy import select
+
+    release, started = threading.Event(), threading.Event()
+
+    def slow_first(prompt, params):
+        if prompt == "first":
+            started.set()
+            release.wait(10)
+        return "done"
+
+    install("slow", slow_first)
+
+    def run(text):
+        with app.app_context():
+            execute(ExecutionRequest(model="slow", input=text, cache=False))
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=run, args=("second",))
+    second.start()
+    queue = app.extensions["promptyard.execution.queue"]
+    while queue.waiting("slow") == 0:
+        threading.Event().wait(0.001)
+    release.set()
+    first.join()
+    second.join()
+    db.session.rollback()
+    waits = dict(db.session.execute(select(Execution.rendered_input, Execution.queue_wait_ms)).all())
+    assert waits["second"] > 0 and waits["second"] > waits["first"]

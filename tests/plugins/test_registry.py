@@ -37,6 +37,7 @@ broken-import = fake_plugins_missing_dependency:Plugin
 not-a-tool = fake_plugins_good:Generation
 abstract = fake_plugins_good:LLMPlugin
 missing-attribute = fake_plugins_good:NoSuchClass
+transformers = fake_plugins_good:EchoPlugin
 """
 
 
@@ -79,6 +80,8 @@ def test_third_party_plugins_load_and_broken_ones_are_listed_with_their_error(fa
     assert "does not implement" in listed["abstract"]["error"]
     assert listed["missing-attribute"]["status"] == "error"
     assert {"transformers", "openai-compatible"} <= set(listed)
+    # A third-party plugin cannot take a built-in's name.
+    assert registry.get("transformers").factory is TransformersPlugin
 
 
 def test_builtin_only_leaves_third_party_plugins_out(fake_distribution):

@@ -38,3 +38,16 @@ def test_stop_buffer_emits_exactly_the_text_before_the_first_stop(pieces, stops)
     expected, found = cut_at_stop("".join(pieces), stops)
     assert emitted == expected == buffer.text
     assert buffer.stopped == found
+
+
+def test_bad_chat_messages_are_refused():
+    import pytest
+
+    from promptyard.errors import Unprocessable
+    from promptyard.plugins.textgen import prompt_to_text
+
+    for bad in ([], [{"role": "user"}], ["hello"], [{"role": "user", "content": 3}]):
+        with pytest.raises(Unprocessable) as caught:
+            prompt_to_text(bad, tokenizer=None, prompt_format=None)
+        assert caught.value.code == "invalid_messages"
+

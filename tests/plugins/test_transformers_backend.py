@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokeni
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
 from promptyard.plugins.base import GenerationParams, StreamResult
+from promptyard.plugins.hf_loading import choose_device_and_dtype
 from promptyard.plugins.transformers_backend import TransformersPlugin
 
 PROMPT = "def add(a, b):"
@@ -158,11 +159,16 @@ def test_closing_a_stream_early_stops_generation(tiny_gpt2_dir, monkeypatch):
     steps = []
     forward = plugin.model.forward
     monkeypatch.setattr(plugin.model, "forward", lambda *a, **k: steps.append(1) or forward(*a, **k))
-    stream = plugin.stream(PROMPT, GenerationParams(max_new_tokens=110))
+    params = GenerationParams(max_new_tokens=110)
+    uncancelled = plugin.generate(PROMPT, params)
+    full_steps = len(steps)
+    assert uncancelled.tokens_out == 110 and full_steps >= 110  # without a cancel it runs to the end
+    steps.clear()
+    stream = plugin.stream(PROMPT, params)
     next(stream)
     stream.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("generate-") and t.is_alive()]
-    assert len(steps) < 60, f"generation went on for {len(steps)} steps after the stream was closed"
+    assert len(steps) < full_steps * 0.75, f"generation went on for {len(steps)} steps after the stream closed"
     # The model is free again for the next request.
     assert plugin.generate(PROMPT, GenerationParams(max_new_tokens=3)).tokens_out == 3
 
@@ -300,13 +306,13 @@ def test_remote_code_needs_the_explicit_opt_in(tmp_path, tiny_gpt2_dir):
     assert "trust_remote_code" in caught.value.message
 
 
-def test_cuda_gets_bfloat16_or_float16(monkeypatch, tiny_gpt2_dir):
+def test_cuda_gets_bfloat16_or_float16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    plugin = TransformersPlugin(str(tiny_gpt2_dir))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert plugin._device_and_dtype() == (torch.device("cuda"), torch.bfloat16)
+    assert choose_device_and_dtype({}) == (torch.device("cuda"), torch.bfloat16)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert plugin._device_and_dtype() == (torch.device("cuda"), torch.float16)
+    assert choose_device_and_dtype({}) == (torch.device("cuda"), torch.float16)
+    assert choose_device_and_dtype({"dtype": "float32"}) == (torch.device("cuda"), torch.float32)
 
 
 def test_quantization_on_cuda_without_bitsandbytes_names_the_package(monkeypatch, tiny_gpt2_dir):
@@ -340,3 +346,12 @@ def test_an_evicted_model_finishes_the_generation_in_flight(tiny_gpt2_dir):
     plugin.unload()
     assert first + "".join(stream) == expected
     assert plugin.status() == "available"
+
+
+def test_a_chat_template_that_refuses_the_messages_is_a_422(tiny_t5_dir):
+    refusing = "{{ raise_exception('system messages are not supported') }}"
+    plugin = TransformersPlugin(str(tiny_t5_dir), options={"prompt_format": refusing})
+    with pytest.raises(Unprocessable) as caught:
+        plugin.count_tokens(CHAT)
+    assert caught.value.code == "chat_template_error"
+    assert "system messages are not supported" in caught.value.message

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from promptyard.db import db
-from promptyard.db.models import Execution, Feedback
+from promptyard.db.models import Feedback
 from promptyard.errors import Unprocessable
 from promptyard.execution.history import HistoryFilters
 

@@ -7,7 +7,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Iterator
 
 from sqlalchemy import Select, func, select
 

@@ -23,20 +23,19 @@ from typing import Any, Callable, Iterator
 from flask import current_app
 
 from promptyard.db import db
-from promptyard.db.models import Execution, ModelConfig
-from promptyard.errors import PromptyardError, Unavailable, Unprocessable
+from promptyard.db.models import Execution
+from promptyard.errors import PromptyardError, Unavailable
 from promptyard.execution.cache import CachedResponse, ResponseCache, cache_key
+from promptyard.execution.checks import check_context, check_request, merge_params
 from promptyard.execution.cost import execution_cost
 from promptyard.execution.queue import ExecutionQueue, Ticket
 from promptyard.execution.records import Outcome, finish_record, record_complete, start_record
 from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
-from promptyard.models.service import get_model, get_plugin, validate_params
+from promptyard.models.service import get_model, get_plugin
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput, StreamResult
 
 log = logging.getLogger(__name__)
 
-CHAT_ROLES = ("system", "user", "assistant", "tool")
-SOURCES = ("api", "v1", "eval", "cli", "ui")
 CANCELLED_REASON = "cancelled: the client went away before the generation finished"
 
 
@@ -236,7 +235,7 @@ def execution_to_dict(row: Execution) -> dict[str, Any]:
 
 
 def _prepare(request: ExecutionRequest) -> _Prepared:
-    _check_request(request)
+    check_request(request)
     model = get_model(request.model)
     resolved: ResolvedPrompt | None = None
     if request.prompt is not None or request.experiment is not None:
@@ -246,9 +245,9 @@ def _prepare(request: ExecutionRequest) -> _Prepared:
         prompt_input: PromptInput = resolved.text
     else:
         prompt_input = request.input
-    params = _merge_params(model, resolved, request.params)
+    params = merge_params(model, resolved, request.params)
     plugin = get_plugin(model.name)
-    _check_context(model.name, plugin, prompt_input, params)
+    check_context(model.name, plugin, prompt_input, params)
     normalised = params.model_dump()
     use_cache = request.cache is not False and (request.cache == "always" or params.is_deterministic())
     key = cache_key(plugin=model.plugin, source=model.source, revision=model.revision,
@@ -268,66 +267,6 @@ def _prepare(request: ExecutionRequest) -> _Prepared:
                       prompt_name=resolved.prompt_name, version_number=resolved.version_number,
                       label=resolved.label, experiment_id=resolved.experiment_id)
     return _Prepared(model.name, dict(model.pricing or {}), plugin, prompt_input, params, key, record)
-
-
-def _check_request(request: ExecutionRequest) -> None:
-    has_prompt = request.prompt is not None or request.experiment is not None
-    if has_prompt == (request.input is not None):
-        raise Unprocessable("Give either a library 'prompt' (or 'experiment') or a raw 'input', not both or neither.",
-                            code="prompt_or_input", details={"field": "input"})
-    if request.input is not None:
-        _check_input(request.input)
-    if not isinstance(request.variables, dict):
-        raise Unprocessable("'variables' must be an object.", code="invalid_variables", details={"field": "variables"})
-    if not isinstance(request.params, dict):
-        raise Unprocessable("'params' must be an object.", code="invalid_params", details={"param": "params"})
-    if not (request.cache is True or request.cache is False or request.cache == "always"):
-        raise Unprocessable("'cache' must be true, false or \"always\".", code="invalid_cache",
-                            details={"field": "cache"})
-    if request.source not in SOURCES:
-        raise Unprocessable(f"Unknown source '{request.source}'.", code="invalid_source")
-
-
-def _check_input(value: Any) -> None:
-    if isinstance(value, str):
-        if not value:
-            raise Unprocessable("'input' is empty.", code="empty_input", details={"field": "input"})
-        return
-    if not isinstance(value, list) or not value:
-        raise Unprocessable("'input' must be text or a non-empty list of chat messages.", code="invalid_input",
-                            details={"field": "input"})
-    for index, message in enumerate(value):
-        if not (isinstance(message, dict) and message.get("role") in CHAT_ROLES
-                and isinstance(message.get("content"), str)):
-            raise Unprocessable(
-                f"Chat message {index} needs a 'role' ({', '.join(CHAT_ROLES)}) and a text 'content'.",
-                code="invalid_input", details={"field": f"input.{index}"},
-            )
-
-
-def _merge_params(model: ModelConfig, resolved: ResolvedPrompt | None, requested: dict[str, Any]) -> GenerationParams:
-    """Model defaults < prompt version params < request params; the request's are checked strictly (422)."""
-    known = GenerationParams.model_fields
-    merged = {k: v for k, v in (model.params or {}).items() if k in known}
-    if resolved is not None:
-        # A version may keep other settings beside generation params (a default model, say); they are not ours.
-        merged.update({k: v for k, v in resolved.params.items() if k in known})
-    merged.update(requested)
-    return validate_params(merged)
-
-
-def _check_context(model_name: str, plugin: LLMPlugin, prompt_input: PromptInput, params: GenerationParams) -> None:
-    limit = plugin.context_length()
-    if not limit:
-        return
-    tokens = plugin.count_tokens(prompt_input)
-    if tokens is not None and tokens + params.max_new_tokens > limit:
-        raise Unprocessable(
-            f"The input takes {tokens} tokens and max_new_tokens is {params.max_new_tokens}, but model "
-            f"'{model_name}' accepts {limit} tokens in all; shorten the input or lower max_new_tokens.",
-            code="context_length_exceeded",
-            details={"tokens_in": tokens, "max_new_tokens": params.max_new_tokens, "context_length": limit},
-        )
 
 
 def _cache_lookup(prepared: _Prepared) -> CachedResponse | None:

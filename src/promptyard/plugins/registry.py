@@ -59,6 +59,10 @@ class PluginRegistry:
             builtin = dist == BUILTIN_DISTRIBUTION
             if builtin_only and not builtin:
                 continue
+            existing = self._plugins.get(ep.name)
+            if existing is not None and existing.builtin and not builtin:
+                log.warning("plugin %s from %s ignored: a built-in plugin has that name", ep.name, dist)
+                continue
             version = ep.dist.version if ep.dist else ""
             # A broken third-party plugin (even one calling sys.exit at import) must not stop the app.
             try:

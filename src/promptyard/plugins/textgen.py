@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from promptyard.errors import Unprocessable
 from promptyard.plugins.base import PromptInput
 
 # Named prompt formats for models whose tokenizer has no chat template (Jinja, like chat templates).
@@ -20,13 +21,33 @@ def plain_chat(messages: list[dict[str, str]]) -> str:
     return "\n".join(lines + ["assistant:"])
 
 
+def check_messages(messages: object) -> None:
+    """A chat is a non-empty list of {"role": str, "content": str} objects."""
+    if not isinstance(messages, list) or not messages:
+        raise Unprocessable("A chat prompt must be a non-empty list of messages.", code="invalid_messages")
+    for index, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise Unprocessable(
+                f"Message {index} must be an object with a string 'role' and a string 'content'.",
+                code="invalid_messages", details={"index": index},
+            )
+
+
 def prompt_to_text(prompt: PromptInput, tokenizer, prompt_format: str | None) -> tuple[str, bool]:
     """The text to encode and whether a chat template made it: the tokenizer's, else the prompt format's."""
     if isinstance(prompt, str):
         return prompt, False
+    check_messages(prompt)
     template = getattr(tokenizer, "chat_template", None) or PROMPT_FORMATS.get(prompt_format or "", prompt_format)
     if template:
-        text = tokenizer.apply_chat_template(prompt, chat_template=template, tokenize=False, add_generation_prompt=True)
+        try:
+            text = tokenizer.apply_chat_template(
+                prompt, chat_template=template, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # noqa: BLE001 - templates raise anything (jinja errors, raise_exception(...))
+            raise Unprocessable(f"The model's chat template refused these messages: {exc}",
+                                code="chat_template_error") from exc
         return text, True
     return plain_chat(prompt), False
 

@@ -7,7 +7,6 @@ this module, so that starting the API or the CLI stays fast.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import threading
 import time
 from typing import Any, Generator
@@ -23,6 +22,7 @@ from promptyard.plugins.hf_files import (
     looks_like_path,
     missing_weights_error,
 )
+from promptyard.plugins.hf_loading import choose_device_and_dtype, quantization_config_for
 from promptyard.plugins.textgen import StopBuffer, cut_at_stop, prompt_to_text
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 # Accepted spellings of `quantization`; None means full precision.
 QUANTIZATIONS = {"none": None, "4bit": "4bit", "nf4": "4bit", "8bit": "8bit", "int8": "8bit"}
-DTYPES = ("float32", "float16", "bfloat16")
 CONTEXT_ATTRIBUTES = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 # How long closing a stream waits for the generation thread to notice (it stops at the next token).
 STREAM_JOIN_SECONDS = 10.0
@@ -148,64 +147,14 @@ class TransformersPlugin(LLMPlugin):
         self.last_error = str(error)
         return error
 
-    def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
-        """CUDA with bf16 (fp16 where bf16 is missing) when present, else CPU in fp32; options override."""
-        import torch
-
-        requested = self.options.get("device")
-        try:
-            device = torch.device(requested) if requested else None
-        except RuntimeError as exc:
-            raise Unprocessable(f"Unknown device '{requested}'.", code="invalid_device") from exc
-        if device is None:
-            device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise Unprocessable("The model asks for a CUDA device and this machine has none.", code="invalid_device")
-        dtype_name = self.options.get("dtype")
-        if dtype_name:
-            if dtype_name not in DTYPES:
-                raise Unprocessable(f"Unknown dtype '{dtype_name}'; use one of: {', '.join(DTYPES)}.",
-                                    code="invalid_dtype")
-            return device, getattr(torch, dtype_name)
-        if device.type == "cuda":
-            return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return device, torch.float32
-
-    def _quantization_config(self, device: torch.device, dtype: torch.dtype):
-        """A BitsAndBytesConfig, or a clear error when this machine cannot quantize (never a silent fallback)."""
-        if self.bits is None:
-            return None
-        if device.type != "cuda":
-            raise Unprocessable(
-                f"{self.bits} quantization needs a CUDA GPU with bitsandbytes, and this machine has no CUDA GPU. "
-                f"Run this model on a GPU machine, serve it with an openai-compatible server, or register it "
-                f"without quantization if its full-precision weights fit in memory.",
-                code="quantization_unavailable", details={"quantization": self.bits, "device": device.type},
-            )
-        missing = [name for name in ("bitsandbytes", "accelerate") if importlib.util.find_spec(name) is None]
-        if missing:
-            raise Unprocessable(
-                f"{self.bits} quantization needs the {' and '.join(missing)} package(s): "
-                f"pip install 'promptyard[gpu]'.",
-                code="quantization_unavailable", details={"quantization": self.bits, "missing": missing},
-            )
-        from transformers import BitsAndBytesConfig
-
-        if self.bits == "4bit":
-            return BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-                bnb_4bit_use_double_quant=True,
-            )
-        return BitsAndBytesConfig(load_in_8bit=True)
-
     def load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         with self._load_lock:
             if self.model is not None:
                 return
-            device, dtype = self._device_and_dtype()
-            quantization_config = self._quantization_config(device, dtype)
+            device, dtype = choose_device_and_dtype(self.options)
+            quantization_config = quantization_config_for(self.bits, device, dtype)
             path = self._model_path()
             config = self._load_config(path)
             model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM

@@ -1,1 +1,1 @@
-"""The versioned prompt library: templates, prompts, versions, labels, import/export, starter set, experiments."""
+"""The versioned prompt library: templates, prompts, versions, labels, import/export, starter set."""

@@ -1,0 +1,77 @@
+"""Checks on an execution request before anything runs: its shape, its params and the model's context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from promptyard.db.models import ModelConfig
+from promptyard.errors import Unprocessable
+from promptyard.execution.resolve import ResolvedPrompt
+from promptyard.models.service import validate_params
+from promptyard.plugins.base import GenerationParams, LLMPlugin, PromptInput
+
+if TYPE_CHECKING:
+    from promptyard.execution.pipeline import ExecutionRequest
+
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+SOURCES = ("api", "v1", "eval", "cli", "ui")
+
+
+def check_request(request: ExecutionRequest) -> None:
+    has_prompt = request.prompt is not None or request.experiment is not None
+    if has_prompt == (request.input is not None):
+        raise Unprocessable("Give either a library 'prompt' (or 'experiment') or a raw 'input', not both or neither.",
+                            code="prompt_or_input", details={"field": "input"})
+    if request.input is not None:
+        check_input(request.input)
+    if not isinstance(request.variables, dict):
+        raise Unprocessable("'variables' must be an object.", code="invalid_variables", details={"field": "variables"})
+    if not isinstance(request.params, dict):
+        raise Unprocessable("'params' must be an object.", code="invalid_params", details={"param": "params"})
+    if not (request.cache is True or request.cache is False or request.cache == "always"):
+        raise Unprocessable("'cache' must be true, false or \"always\".", code="invalid_cache",
+                            details={"field": "cache"})
+    if request.source not in SOURCES:
+        raise Unprocessable(f"Unknown source '{request.source}'.", code="invalid_source")
+
+
+def check_input(value: Any) -> None:
+    if isinstance(value, str):
+        if not value:
+            raise Unprocessable("'input' is empty.", code="empty_input", details={"field": "input"})
+        return
+    if not isinstance(value, list) or not value:
+        raise Unprocessable("'input' must be text or a non-empty list of chat messages.", code="invalid_input",
+                            details={"field": "input"})
+    for index, message in enumerate(value):
+        if not (isinstance(message, dict) and message.get("role") in CHAT_ROLES
+                and isinstance(message.get("content"), str)):
+            raise Unprocessable(
+                f"Chat message {index} needs a 'role' ({', '.join(CHAT_ROLES)}) and a text 'content'.",
+                code="invalid_input", details={"field": f"input.{index}"},
+            )
+
+
+def merge_params(model: ModelConfig, resolved: ResolvedPrompt | None, requested: dict[str, Any]) -> GenerationParams:
+    """Model defaults < prompt version params < request params; the request's are checked strictly (422)."""
+    known = GenerationParams.model_fields
+    merged = {k: v for k, v in (model.params or {}).items() if k in known}
+    if resolved is not None:
+        # A version may keep other settings beside generation params (a default model, say); they are not ours.
+        merged.update({k: v for k, v in resolved.params.items() if k in known})
+    merged.update(requested)
+    return validate_params(merged)
+
+
+def check_context(model_name: str, plugin: LLMPlugin, prompt_input: PromptInput, params: GenerationParams) -> None:
+    limit = plugin.context_length()
+    if not limit:
+        return
+    tokens = plugin.count_tokens(prompt_input)
+    if tokens is not None and tokens + params.max_new_tokens > limit:
+        raise Unprocessable(
+            f"The input takes {tokens} tokens and max_new_tokens is {params.max_new_tokens}, but model "
+            f"'{model_name}' accepts {limit} tokens in all; shorten the input or lower max_new_tokens.",
+            code="context_length_exceeded",
+            details={"tokens_in": tokens, "max_new_tokens": params.max_new_tokens, "context_length": limit},
+        )
