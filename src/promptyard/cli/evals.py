@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from flask.cli import with_appcontext
 
 from promptyard.errors import Unprocessable
 
@@ -62,3 +63,47 @@ def _instance_home() -> str | None:
     import os
 
     return os.environ.get("PROMPTYARD_HOME", "instance")
+
+
+@command.command("run")
+@click.option("--dataset", "dataset_name", required=True, help="humaneval, mbpp, or a registered custom dataset.")
+@click.option("--model", required=True, help="A registered model name.")
+@click.option("--prompt", default=None, help="Library prompt as NAME, NAME@LABEL or NAME@vN.")
+@click.option("-n", "n", type=click.IntRange(1, 1000), default=1, show_default=True, help="Completions per task.")
+@click.option("-k", "ks", default="1", show_default=True, help="Comma-separated k values.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N tasks.")
+@click.option("--mode", type=click.Choice(["completion", "chat"]), default="completion", show_default=True)
+@click.option("--dataset-path", type=click.Path(dir_okay=False), default=None)
+@with_appcontext
+def run_(dataset_name, model, prompt, n, ks, limit, mode, dataset_path) -> None:
+    """Generate, execute and score an evaluation run here, then print it as JSON."""
+    from promptyard.evals import runs
+
+    name, version, label = _prompt_ref(prompt)
+    row = runs.create_run(
+        dataset_name, model, prompt=name, version=version, label=label, n=n, k=_ks(ks), limit=limit, mode=mode,
+        dataset_path=dataset_path, submit=False,
+    )
+    click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
+    click.echo(json.dumps(runs.execute_run(row.id), indent=2))
+
+
+@command.command("compare")
+@click.argument("a", type=int)
+@click.argument("b", type=int)
+@with_appcontext
+def compare(a: int, b: int) -> None:
+    """Per-task differences between runs A and B, with McNemar's p-value and a bootstrap interval."""
+    from promptyard.evals.compare import compare_runs
+
+    click.echo(json.dumps(compare_runs(a, b), indent=2))
+
+
+def _prompt_ref(ref: str | None) -> tuple[str | None, int | None, str | None]:
+    """NAME, NAME@LABEL or NAME@v3."""
+    if not ref:
+        return None, None, None
+    name, _, tail = ref.partition("@")
+    if tail[:1] == "v" and tail[1:].isdigit():
+        return name, int(tail[1:]), None
+    return name, None, tail or None

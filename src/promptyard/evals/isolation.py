@@ -14,8 +14,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 
-# Each worker slot runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample and a
-# stray process can be found and killed by uid even where PID namespaces are unavailable.
+# Sandbox uids start here; see claim_uid.
 BASE_UID = 61000
 
 SAFE_ENV = {
@@ -108,8 +107,60 @@ def enter_namespaces(isolation: Isolation, *, use_namespaces: bool = True, have_
     isolation.notes.append(f"unshare refused ({os.strerror(ctypes.get_errno())}); no PID or network namespace")
 
 
+SIGCHLD = 17
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
+_pylibc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across clone, as os.fork holds it
+
+
+def fork_into_pid_namespace() -> int | None:
+    """fork(2) whose child is PID 1 of a new PID namespace: 0 in the child, its pid in the parent, None if refused.
+
+    os.fork plus unshare would need a second fork (unshare only moves later children); a raw clone does it in
+    one, wrapped in CPython's own before/after-fork hooks so the interpreter state is handled like os.fork does.
+    """
+    if _SYS_CLONE is None:
+        return None
+    api = ctypes.pythonapi
+    flags = CLONE_NEWPID | SIGCHLD
+    api.PyOS_BeforeFork()
+    pid = _pylibc.syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_ulong(flags), None, None, None, None)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    return pid if pid > 0 else None
+
+
+UID_LOCKS = "/tmp/promptyard-sandbox-uids"
+UID_RANGE = 4096
+_claimed: dict[str, int] = {}
+
+
+def claim_uid() -> int:
+    """An unprivileged uid no other live sandbox worker on this machine uses (an flock held for our lifetime).
+
+    Each worker runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample and a stray
+    can be killed by uid without touching another worker's sample, even across separate scorer processes.
+    """
+    import fcntl
+
+    if "uid" in _claimed:
+        return _claimed["uid"]
+    os.makedirs(UID_LOCKS, mode=0o700, exist_ok=True)
+    for uid in range(BASE_UID, BASE_UID + UID_RANGE):
+        fd = os.open(f"{UID_LOCKS}/{uid}", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _claimed.update(uid=uid, fd=fd)
+        return uid
+    raise OSError("no free sandbox uid")
+
+
 def slot_uid(slot: int) -> int:
-    return BASE_UID + slot
+    return claim_uid() if os.geteuid() == 0 else BASE_UID + slot
 
 
 def apply_limits(limits: Limits, cpu_seconds: int) -> None:
@@ -194,10 +245,31 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
+def private_mounts() -> None:
+    """Give the calling worker its own mount namespace, so its mounts never show outside it."""
+    if not unshare(CLONE_NEWNS):
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) refused")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+SCRATCH = "/tmp/promptyard-sandbox"
+
+
+def mount_scratch(size: str = "256m") -> str:
+    """A tmpfs for the samples' working folders (inside a private mount namespace).
+
+    Creating and removing folders on it is cheap (ext4 with discard is not), and its size caps what all the
+    samples of a worker can write, whatever each file's size limit.
+    """
+    os.makedirs(SCRATCH, mode=0o711, exist_ok=True)
+    _mount("tmpfs", SCRATCH, "tmpfs", 0, f"mode=0711,size={size}")
+    return SCRATCH
+
+
 def expose_python(paths: list[str]) -> list[str]:
     """Let an unprivileged sample import the interpreter's own files when they sit under a private home.
 
-    In a private mount namespace (once per worker) a closed directory such as /root is covered by an empty
+    In the worker's private mount namespace (see private_mounts) a closed directory such as /root is covered by an empty
     tmpfs and only the interpreter's folders are bind-mounted back: the sample sees Python, nothing else there.
     Returns the directories covered; raises OSError when the kernel refuses.
     """
@@ -209,9 +281,6 @@ def expose_python(paths: list[str]) -> list[str]:
                 needed.setdefault(closed, []).append(os.path.abspath(path))
     if not needed:
         return []
-    if not unshare(CLONE_NEWNS):
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) refused")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
     import tempfile
 
     for closed, inner in needed.items():

@@ -59,9 +59,11 @@ class _Worker:
         here = str(Path(__file__).resolve().parent)
         # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
         env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0"}
-        bootstrap = f"import sys; sys.path.insert(0, {here!r}); import worker; worker.main()"
+        # -S skips site (and the .pth files it would run); the paths samples may import from are passed instead.
+        paths = [here, *[p for p in sys.path if p and os.path.isdir(p)]]
+        bootstrap = f"import sys; sys.path[:0] = {paths!r}; import worker; worker.main()"
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", bootstrap, str(slot)],
+            [sys.executable, "-I", "-S", "-c", bootstrap, str(slot)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -1,0 +1,83 @@
+"""Evaluation runs over HTTP: start one (202), follow it, list its samples, compare two."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptyard.api.auth import require_role
+from promptyard.evals import runs
+
+api = APIBlueprint(
+    "evals", __name__, url_prefix="/api/v1/evals", abp_tags=[Tag(name="evals")], abp_security=[{"bearer": []}]
+)
+
+
+class EvalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field(min_length=1, max_length=100, description="humaneval, mbpp, or a registered dataset.")
+    model: str = Field(min_length=1, max_length=100, description="A registered model name.")
+    prompt: str | None = Field(None, max_length=100, description="Library prompt that wraps each task.")
+    version: int | None = Field(None, ge=1)
+    label: str | None = Field(None, max_length=100)
+    n: int = Field(1, ge=1, le=1000, description="Completions per task.")
+    k: list[int] = Field(default_factory=lambda: [1], min_length=1, description="pass@k values to report.")
+    params: dict = Field(default_factory=dict, description="Generation parameters.")
+    limit: int | None = Field(None, ge=1, description="Only the first N tasks.")
+    mode: Literal["completion", "chat"] = "completion"
+    timeout: float = Field(3.0, gt=0, le=60, description="Seconds per sample in the sandbox.")
+
+
+class RunPath(BaseModel):
+    run_id: int
+
+
+class Page(BaseModel):
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+class CompareQuery(BaseModel):
+    a: int
+    b: int
+
+
+@api.post("", responses={202: None})
+@require_role("editor")
+def create_eval(body: EvalCreate):
+    """Start an evaluation run in the background."""
+    run = runs.create_run(
+        body.dataset, body.model, prompt=body.prompt, version=body.version, label=body.label, n=body.n,
+        k=body.k, params=body.params, limit=body.limit, mode=body.mode, timeout=body.timeout,
+    )
+    return runs.run_to_dict(run), 202
+
+
+@api.get("")
+def list_evals(query: Page):
+    """Evaluation runs, newest first."""
+    rows, total = runs.list_runs(query.limit, query.offset)
+    return {"items": [runs.run_to_dict(r) for r in rows], "total": total}
+
+
+@api.get("/compare")
+def compare_evals(query: CompareQuery):
+    """Per-task differences between two finished runs and a paired significance test."""
+    from promptyard.evals.compare import compare_runs
+
+    return compare_runs(query.a, query.b)
+
+
+@api.get("/<int:run_id>")
+def get_eval(path: RunPath):
+    """One run with its status, progress and pass@k."""
+    return runs.run_to_dict(runs.get_run(path.run_id))
+
+
+@api.get("/<int:run_id>/samples")
+def list_eval_samples(path: RunPath, query: Page):
+    """The run's samples: task, completion, verdict."""
+    rows, total = runs.list_samples(path.run_id, query.limit, query.offset)
+    return {"items": [runs.sample_to_dict(r) for r in rows], "total": total}

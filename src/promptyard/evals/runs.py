@@ -1,0 +1,284 @@
+"""Evaluation runs: generate n completions per task, extract, execute in the sandbox, score; resumable."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from flask import current_app
+from sqlalchemy import case, func, select
+
+from promptyard.db import db, utcnow
+from promptyard.db.eval_models import EvalRun, EvalSample
+from promptyard.errors import NotFound, Unprocessable
+from promptyard.evals import passk
+from promptyard.evals.datasets import Dataset, Task, load_dataset
+from promptyard.evals.extract import extract
+from promptyard.evals.sandbox import Program, Sandbox
+from promptyard.evals.score import human_eval_result, isolation_summary
+
+log = logging.getLogger(__name__)
+
+# (run, task, sample index) -> (raw model output, execution id or None)
+Generator = Callable[[EvalRun, Task, int], "tuple[str, int | None]"]
+MODES = ("completion", "chat")
+
+
+def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | None]:
+    """Generate through the execution pipeline, so the generation is recorded and cached like any other."""
+    from promptyard.execution.pipeline import ExecutionRequest, execute
+
+    request = ExecutionRequest(
+        model=run.model_name,
+        prompt=run.prompt_name,
+        version=run.version_number if run.prompt_name and run.label is None else None,
+        label=run.label,
+        variables={"prompt": task.prompt, "task_id": task.task_id, "entry_point": task.entry_point}
+        if run.prompt_name else {},
+        input=None if run.prompt_name else task.prompt,
+        params=dict(run.params or {}),
+        # With n > 1 the samples must differ, so only a single-sample run may be served from the cache.
+        cache=run.n == 1,
+        source="eval",
+    )
+    row = execute(request)
+    return row.output or "", row.id
+
+
+def _generator() -> Generator:
+    return current_app.config.get("PROMPTYARD_EVAL_GENERATE") or pipeline_generate
+
+
+def _resolve_prompt(prompt: str | None, version: int | None, label: str | None):
+    if not prompt:
+        return None
+    from promptyard.optional import import_optional
+
+    library = import_optional("promptyard.prompts.library")
+    if library is None:
+        raise Unprocessable("Prompts are not available in this installation.", code="prompts_unavailable")
+    return library.resolve_version(prompt, version=version, label=label)
+
+
+def _check_generation(model: str) -> None:
+    """With the default generator, the pipeline must exist and the model must be registered."""
+    if _generator() is not pipeline_generate:
+        return
+    from promptyard.errors import Unavailable
+    from promptyard.optional import import_optional
+
+    if import_optional("promptyard.execution.pipeline") is None:
+        raise Unavailable("The execution pipeline is not installed; evaluation runs cannot generate.",
+                          code="pipeline_unavailable")
+    service = import_optional("promptyard.models.service")
+    if service is not None:
+        try:
+            service.get_model(model)
+        except NotFound as exc:
+            raise Unprocessable(exc.message, code=exc.code, details=exc.details) from None
+
+
+def create_run(
+    dataset: str, model: str, *, prompt: str | None = None, version: int | None = None, label: str | None = None,
+    n: int = 1, k: list[int] | str = (1,), params: dict | None = None, limit: int | None = None,
+    mode: str = "completion", timeout: float = 3.0, dataset_path: str | None = None, submit: bool = True,
+) -> EvalRun:
+    """Validate, record a queued run, and hand it to the background jobs."""
+    ks = passk.parse_ks(k) if isinstance(k, str) else passk.parse_ks(list(k))
+    if not 1 <= n <= 1000:
+        raise Unprocessable("n must be between 1 and 1000.", code="invalid_n", details={"n": n})
+    if max(ks) > n:
+        raise Unprocessable(f"Every k must be at most n ({n}); got {max(ks)}.", code="invalid_k")
+    if mode not in MODES:
+        raise Unprocessable(f"mode must be one of {', '.join(MODES)}.", code="invalid_mode")
+    if limit is not None and limit < 1:
+        raise Unprocessable("limit must be at least 1.", code="invalid_limit")
+    try:
+        tasks = load_dataset(dataset, dataset_path, home=current_app.config.get("PROMPTYARD_HOME")).first(limit)
+    except NotFound as exc:
+        # In a request body an unknown dataset is bad input, not a missing resource.
+        raise Unprocessable(exc.message, code=exc.code, details=exc.details) from None
+    version_row = _resolve_prompt(prompt, version, label)
+    _check_generation(model)
+    run = EvalRun(
+        dataset=dataset, dataset_path=dataset_path, model_name=model, prompt_name=prompt,
+        version_id=version_row.id if version_row is not None else None,
+        version_number=version_row.number if version_row is not None else None,
+        label=label, mode=mode, n=n, ks=ks, params=params or {}, task_limit=limit, timeout=timeout,
+        progress_total=len(tasks) * n,
+    )
+    db.session.add(run)
+    db.session.commit()
+    if submit:
+        from promptyard import jobs
+
+        run.job_id = jobs.submit("promptyard.evals.runs:execute_run", run.id)
+        db.session.commit()
+    return run
+
+
+def get_run(run_id: int) -> EvalRun:
+    run = db.session.get(EvalRun, run_id)
+    if run is None:
+        raise NotFound(f"Evaluation run {run_id} does not exist.", code="eval_run_not_found")
+    return run
+
+
+def list_runs(limit: int = 50, offset: int = 0) -> tuple[list[EvalRun], int]:
+    total = db.session.scalar(select(func.count()).select_from(EvalRun))
+    rows = db.session.scalars(select(EvalRun).order_by(EvalRun.id.desc()).limit(limit).offset(offset)).all()
+    return list(rows), int(total or 0)
+
+
+def list_samples(run_id: int, limit: int = 50, offset: int = 0) -> tuple[list[EvalSample], int]:
+    get_run(run_id)
+    query = select(EvalSample).where(EvalSample.run_id == run_id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(
+        query.order_by(EvalSample.task_id, EvalSample.sample_index).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def _existing(run_id: int) -> dict[tuple[str, int], EvalSample]:
+    rows = db.session.scalars(select(EvalSample).where(EvalSample.run_id == run_id)).all()
+    return {(row.task_id, row.sample_index): row for row in rows}
+
+
+def execute_run(run_id: int) -> dict:
+    """The job: generate what is missing, execute what is unscored, then score. Safe to call again after a crash."""
+    run = get_run(run_id)
+    if run.status in ("succeeded", "failed"):
+        return run_to_dict(run)
+    run.status, run.started_at = "running", run.started_at or utcnow()
+    db.session.commit()
+    try:
+        dataset = load_dataset(run.dataset, run.dataset_path, home=current_app.config.get("PROMPTYARD_HOME"))
+        tasks = dataset.first(run.task_limit)
+        _generate_missing(run, tasks)
+        _execute_unscored(run, dataset)
+        _finish(run)
+    except Exception as exc:  # noqa: BLE001 - a failed run records why instead of vanishing
+        db.session.rollback()
+        run = get_run(run_id)
+        run.status, run.error, run.finished_at = "failed", f"{exc.__class__.__name__}: {exc}", utcnow()
+        db.session.commit()
+        log.exception("evaluation run %s failed", run_id)
+    return run_to_dict(run)
+
+
+def _generate_missing(run: EvalRun, tasks: list[Task]) -> None:
+    generate = _generator()
+    have = _existing(run.id)
+    for task in tasks:
+        for index in range(run.n):
+            if (task.task_id, index) in have:
+                continue  # generated before a crash or restart: never redone
+            raw, execution_id = generate(run, task, index)
+            completion = extract(raw, run.mode, entry_point=task.entry_point, prompt=task.prompt)
+            db.session.add(EvalSample(
+                run_id=run.id, task_id=task.task_id, sample_index=index, execution_id=execution_id,
+                raw_output=raw, completion=completion,
+            ))
+            db.session.commit()
+
+
+def _execute_unscored(run: EvalRun, dataset: Dataset) -> None:
+    pending = [row for row in _existing(run.id).values() if row.verdict is None]
+    run.progress_done = run.progress_total - len(pending)
+    db.session.commit()
+    if not pending:
+        return
+    by_id = {row.id: row for row in pending}
+    programs = [dataset.tasks[row.task_id].program(row.completion, row.id) for row in pending]
+    results = []
+    with Sandbox(current_app.config.get("PROMPTYARD_EVAL_WORKERS"), timeout=run.timeout) as box:
+        for program, result in box.run_many(programs):
+            row = by_id[program.key]
+            row.passed, row.verdict = result.passed, result.verdict
+            row.result, row.duration = human_eval_result(result), result.duration
+            run.progress_done += 1
+            results.append(result)
+            db.session.commit()
+    run.isolation = isolation_summary(results)
+    db.session.commit()
+
+
+def _counts(run_id: int) -> dict[str, tuple[int, int]]:
+    counts: dict[str, list[int]] = {}
+    for row in _existing(run_id).values():
+        entry = counts.setdefault(row.task_id, [0, 0])
+        entry[0] += 1
+        entry[1] += int(bool(row.passed))
+    return {task: (n, c) for task, (n, c) in counts.items()}
+
+
+def _finish(run: EvalRun) -> None:
+    run.pass_at_k = passk.averaged(_counts(run.id), run.ks)
+    run.status, run.finished_at = "succeeded", utcnow()
+    db.session.commit()
+
+
+def resume_interrupted_runs() -> str:
+    """Startup hook: runs left queued or running by a crash or restart go back to the job queue."""
+    from promptyard import jobs
+
+    rows = db.session.scalars(select(EvalRun).where(EvalRun.status.in_(("queued", "running")))).all()
+    for run in rows:
+        run.job_id = jobs.submit("promptyard.evals.runs:execute_run", run.id)
+    db.session.commit()
+    return f"resumed {len(rows)} evaluation run(s)"
+
+
+def pass_rate_by_version(version_ids: list[int]) -> dict[int, dict]:
+    """{version_id: {"passed": n, "total": m}} over the samples of finished runs scored against each version."""
+    if not version_ids:
+        return {}
+    rows = db.session.execute(
+        select(EvalRun.version_id, func.count(EvalSample.id), func.sum(case((EvalSample.passed.is_(True), 1), else_=0)))
+        .join(EvalSample, EvalSample.run_id == EvalRun.id)
+        .where(EvalRun.version_id.in_(version_ids), EvalRun.status == "succeeded")
+        .group_by(EvalRun.version_id)
+    ).all()
+    found = {vid: {"passed": int(passed or 0), "total": int(total)} for vid, total, passed in rows}
+    return {vid: found.get(vid, {"passed": 0, "total": 0}) for vid in version_ids}
+
+
+def run_to_dict(run: EvalRun) -> dict:
+    return {
+        "id": run.id,
+        "status": run.status,
+        "dataset": run.dataset,
+        "model": run.model_name,
+        "prompt": run.prompt_name,
+        "version": run.version_number,
+        "label": run.label,
+        "mode": run.mode,
+        "n": run.n,
+        "k": run.ks,
+        "params": run.params,
+        "limit": run.task_limit,
+        "progress": {"done": run.progress_done, "total": run.progress_total},
+        "pass_at_k": run.pass_at_k or {},
+        "isolation": run.isolation or {},
+        "error": run.error,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+def sample_to_dict(row: EvalSample) -> dict:
+    return {
+        "task_id": row.task_id,
+        "sample_index": row.sample_index,
+        "completion": row.completion,
+        "passed": row.passed,
+        "verdict": row.verdict,
+        "result": row.result,
+        "execution_id": row.execution_id,
+    }
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

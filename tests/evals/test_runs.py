@@ -1,0 +1,201 @@
+"""Evaluation runs end to end with a FunctionPlugin-backed generator: jobs, resume, pass rates, compare, API, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from promptyard.db import db
+from promptyard.db.eval_models import EvalRun, EvalSample
+from promptyard.evals import runs
+from promptyard.evals.compare import compare_runs
+from promptyard.evals.datasets import load_humaneval
+from promptyard.plugins.base import GenerationParams
+from promptyard.plugins.function import FunctionPlugin
+
+HUMANEVAL = load_humaneval()
+CALLS: list[tuple[str, int]] = []
+
+
+def answer(prompt, params) -> str:
+    """A 'model' that solves even-numbered HumanEval tasks and returns None elsewhere."""
+    task = next(t for t in HUMANEVAL.tasks.values() if t.prompt == prompt)
+    number = int(task.task_id.split("/")[1])
+    return task.canonical_solution if number % 2 == 0 else "    return None\n\ndef unrelated():\n    pass\n"
+
+
+PLUGIN = FunctionPlugin(answer)
+
+
+def generate(run, task, index):
+    CALLS.append((task.task_id, index))
+    return PLUGIN.generate(task.prompt, GenerationParams()).text, None
+
+
+@pytest.fixture
+def app_config():
+    return {"PROMPTYARD_EVAL_GENERATE": generate, "PROMPTYARD_EVAL_WORKERS": 2}
+
+
+def wait(app, run_id):
+    run = db.session.get(EvalRun, run_id)
+    app.extensions["promptyard.jobs"].wait(run.job_id, timeout=120)
+    db.session.expire_all()
+    return db.session.get(EvalRun, run_id)
+
+
+def test_run_generates_executes_and_scores(app):
+    CALLS.clear()
+    run = runs.create_run("humaneval", "fake", n=2, k=[1, 2], limit=4)
+    run = wait(app, run.id)
+    assert run.status == "succeeded"
+    assert run.progress_done == run.progress_total == 8
+    assert run.pass_at_k == {"pass@1": 0.5, "pass@2": 0.5}
+    assert run.isolation["levels"]
+    samples, total = runs.list_samples(run.id)
+    assert total == 8
+    # Completion mode cut the trailing `def unrelated` off at the stop sequence.
+    assert all("unrelated" not in s.completion for s in samples)
+    assert {s.task_id for s in samples if s.passed} == {"HumanEval/0", "HumanEval/2"}
+
+
+def test_resume_after_a_crash_does_not_redo_finished_samples(app):
+    CALLS.clear()
+    run = runs.create_run("humaneval", "fake", n=1, k=[1], limit=4, submit=False)
+
+    class Crash(BaseException):
+        """Stands for the process dying mid-run (not an error the run could record)."""
+
+    def crashing(run_row, task, index):
+        if len(CALLS) == 2:
+            raise Crash()
+        return generate(run_row, task, index)
+
+    app.config["PROMPTYARD_EVAL_GENERATE"] = crashing
+    with pytest.raises(Crash):
+        runs.execute_run(run.id)
+    db.session.rollback()
+    assert db.session.get(EvalRun, run.id).status == "running"
+    assert [c[0] for c in CALLS] == ["HumanEval/0", "HumanEval/1"]
+
+    app.config["PROMPTYARD_EVAL_GENERATE"] = generate
+    assert runs.resume_interrupted_runs() == "resumed 1 evaluation run(s)"
+    run = wait(app, run.id)
+    assert run.status == "succeeded"
+    assert [c[0] for c in CALLS] == ["HumanEval/0", "HumanEval/1", "HumanEval/2", "HumanEval/3"]
+    assert db.session.query(EvalSample).filter_by(run_id=run.id).count() == 4
+
+
+def test_pass_rate_by_version_counts_finished_runs_only(app):
+    from promptyard.db.models import Prompt, PromptVersion
+
+    prompt = Prompt(name="p")
+    db.session.add(prompt)
+    db.session.flush()
+    version = PromptVersion(prompt_id=prompt.id, number=1, template="{{ prompt }}", content_hash="x", author="t")
+    db.session.add(version)
+    db.session.commit()
+    finished = runs.create_run("humaneval", "fake", n=1, limit=4, submit=False)
+    finished.version_id = version.id
+    unfinished = runs.create_run("humaneval", "fake", n=1, limit=4, submit=False)
+    unfinished.version_id = version.id
+    db.session.commit()
+    runs.execute_run(finished.id)
+    assert runs.pass_rate_by_version([version.id, 999]) == {
+        version.id: {"passed": 2, "total": 4}, 999: {"passed": 0, "total": 0}
+    }
+
+
+def test_compare_runs_gives_differences_and_p_value(app):
+    a = runs.create_run("humaneval", "fake", n=1, limit=6, submit=False)
+    runs.execute_run(a.id)
+    app.config["PROMPTYARD_EVAL_GENERATE"] = lambda run, task, index: (task.canonical_solution, None)
+    b = runs.create_run("humaneval", "fake", n=1, limit=6, submit=False)
+    runs.execute_run(b.id)
+    result = compare_runs(a.id, b.id)
+    assert result["a_pass_at_1"] == 0.5 and result["b_pass_at_1"] == 1.0
+    assert [t["task_id"] for t in result["tasks"]] == ["HumanEval/1", "HumanEval/3", "HumanEval/5"]
+    assert result["mcnemar"] == {"only_a": 0, "only_b": 3, "p_value": pytest.approx(0.25)}
+    low, high = result["bootstrap"]["ci95"]
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
+
+
+def test_api_run_lifecycle(app, client):
+    response = client.post("/api/v1/evals", json={"dataset": "humaneval", "model": "fake", "n": 1, "k": [1], "limit": 2})
+    assert response.status_code == 202
+    run_id = response.get_json()["id"]
+    wait(app, run_id)
+    body = client.get(f"/api/v1/evals/{run_id}").get_json()
+    assert body["status"] == "succeeded" and body["pass_at_k"] == {"pass@1": 0.5}
+    assert body["progress"] == {"done": 2, "total": 2}
+    samples = client.get(f"/api/v1/evals/{run_id}/samples?limit=1").get_json()
+    assert samples["total"] == 2 and len(samples["items"]) == 1
+    assert set(samples["items"][0]) >= {"task_id", "completion", "passed", "result"}
+    listing = client.get("/api/v1/evals").get_json()
+    assert listing["total"] == 1 and listing["items"][0]["id"] == run_id
+    compared = client.get(f"/api/v1/evals/compare?a={run_id}&b={run_id}").get_json()
+    assert compared["mcnemar"]["p_value"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataset": "nope", "model": "fake"},
+        {"dataset": "humaneval", "model": "fake", "n": 2, "k": [5]},
+        {"dataset": "humaneval", "model": "fake", "n": 0},
+        {"dataset": "humaneval", "model": "fake", "surprise": 1},
+        {"dataset": "humaneval"},
+        {"dataset": "humaneval", "model": "fake", "mode": "poetry"},
+    ],
+)
+def test_api_rejects_bad_bodies_and_writes_nothing(client, body):
+    response = client.post("/api/v1/evals", json=body)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["message"]
+    assert db.session.query(EvalRun).count() == 0
+
+
+def test_api_unknown_runs(client, app):
+    assert client.get("/api/v1/evals/999").status_code == 404
+    assert client.get("/api/v1/evals/999/samples").status_code == 404
+    assert client.get("/api/v1/evals/compare?a=1&b=2").status_code == 404
+    assert client.get("/api/v1/evals/compare?a=x").status_code == 422
+    queued = runs.create_run("humaneval", "fake", limit=1, submit=False)
+    assert client.get(f"/api/v1/evals/compare?a={queued.id}&b={queued.id}").status_code == 409
+
+
+def test_cli_run_and_compare(cli):
+    first = cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "--limit", "2")
+    assert first.exit_code == 0, first.output
+    run = json.loads(first.stdout[first.stdout.index("{"):])
+    assert run["status"] == "succeeded" and run["pass_at_k"] == {"pass@1": 0.5}
+    compared = cli("eval", "compare", str(run["id"]), str(run["id"]))
+    assert compared.exit_code == 0 and json.loads(compared.output)["tasks_compared"] == 2
+    assert cli("eval", "compare", "998", "999").exit_code == 2
+    assert cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "-n", "1", "-k", "3").exit_code == 2
+
+
+@pytest.fixture
+def default_generator_app(database_url, tmp_path):
+    from tests.conftest import make_app
+
+    app = make_app(database_url, tmp_path / "home2")
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_default_generator_needs_the_pipeline_or_a_known_model(default_generator_app):
+    from promptyard.errors import PromptyardError
+    from promptyard.optional import import_optional
+
+    with pytest.raises(PromptyardError) as caught:
+        runs.create_run("humaneval", "no-such-model", limit=1, submit=False)
+    if import_optional("promptyard.execution.pipeline") is None:
+        assert caught.value.code == "pipeline_unavailable"
+    else:
+        assert caught.value.status == 422
+    assert db.session.query(EvalRun).count() == 0

