@@ -8,10 +8,12 @@ go through httpx like any client's would. Prints one table; see bench/README.md 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -35,13 +37,14 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def once(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
+
+
 def timed(fn, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
+    return [once(fn) for _ in range(repeat)]
 
 
 def raw_generate(model_dir: Path, tokens: int):
@@ -69,6 +72,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=30, help="timed generations per uncached measurement")
     parser.add_argument("--cached-repeat", type=int, default=300, help="timed requests for the cached measurement")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in a temp folder)")
     args = parser.parse_args()
 
     import torch
@@ -79,15 +83,21 @@ def main() -> int:
     from promptyard.models import service
     from promptyard.server import serve_in_thread
 
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="promptyard-bench-"))
     model_dir = work / "tiny-gpt2"
     build_tiny_gpt2(model_dir)
 
     raw, produced = raw_generate(model_dir, args.tokens)
-    timed(raw, args.warmup)
-    raw_ms = timed(raw, args.repeat)
+    # The server generates on its worker threads; the raw baseline runs on a worker thread too, so both see
+    # the same torch threading.
+    raw_worker = ThreadPoolExecutor(1)
 
-    app = create_app({"PROMPTYARD_HOME": str(work / "home"), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'b.db'}",
+    def raw_on_worker() -> None:
+        raw_worker.submit(raw).result()
+
+    database_url = args.database_url or f"sqlite:///{work / 'bench.db'}"
+    app = create_app({"PROMPTYARD_HOME": str(work / "home"), "SQLALCHEMY_DATABASE_URI": database_url,
                       "PROMPTYARD_ADMIN_KEY": None})
     with app.app_context():
         db.create_all()
@@ -101,12 +111,18 @@ def main() -> int:
             return response.json()
 
         for _ in range(args.warmup):
+            raw_on_worker()
             served = post(False)
-        uncached_ms = timed(lambda: post(False), args.repeat)
+        # Interleaved, so that load from other processes on the machine hits both measurements alike.
+        raw_ms, uncached_ms = [], []
+        for _ in range(args.repeat):
+            raw_ms.append(once(raw_on_worker))
+            uncached_ms.append(once(lambda: post(False)))
         post(True)  # fills the cache
         for _ in range(args.warmup):
             assert post(True)["cache_hit"], "the cached request was not a cache hit"
         cached_ms = timed(lambda: post(True), args.cached_repeat)
+    raw_worker.shutdown()
 
     raw_p50, served_p50 = statistics.median(raw_ms), statistics.median(uncached_ms)
     overhead = (served_p50 - raw_p50) / raw_p50
@@ -116,6 +132,8 @@ def main() -> int:
         ("promptyard HTTP, uncached", uncached_ms),
         ("promptyard HTTP, cached", cached_ms),
     ]
+    print(f"database: {database_url.split(':', 1)[0]}; load average before/after: {load_before} / "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"tiny GPT-2, greedy, max_new_tokens={args.tokens} (raw produced {produced[-1]} tokens, "
           f"promptyard {served['tokens_out']}); torch threads={torch.get_num_threads()}")
     print(f"{'measurement':<28}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")

@@ -22,12 +22,14 @@ def serve_in_thread(app: Flask, *, host: str = "127.0.0.1", port: int = 0, threa
     try:
         yield f"http://{host}:{server.effective_port}"
     finally:
-        # Closing the listener alone leaves keep-alive connections holding the loop open: close them all.
-        for channel in list(server._map.values()):
+        # Emptying the socket map ends the server's loop (it runs `while map`); the sockets are closed after the
+        # thread has stopped, so they are never closed under a select() in progress.
+        dispatchers = list(server._map.values())
+        server._map.clear()
+        thread.join(timeout=10)
+        for dispatcher in dispatchers:
             try:
-                channel.close()
+                dispatcher.close()
             except OSError:
                 pass
-        server._map.clear()
         server.task_dispatcher.shutdown(timeout=5)
-        thread.join(timeout=10)

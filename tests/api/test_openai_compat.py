@@ -160,3 +160,148 @@ def test_keys_are_bearer_tokens_like_openai(base_url, app):
         openai.OpenAI(base_url=url, api_key=viewer, max_retries=0).completions.create(model="shout", prompt="ok")
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=url, api_key="pyd_wrong", max_retries=0).models.list()
+
+
+def test_a_library_prompt_runs_on_its_default_model(oai, make_prompt):
+    make_prompt("explain", ["Explain {{ code }}", "Explain briefly: {{ code }}"],
+                params=[{"model": "shout"}, {"model": "shout", "max_new_tokens": 9}], labels={"production": 1},
+                variables=[{"name": "code", "type": "string", "required": True}])
+    latest = oai.chat.completions.create(model="prompt:explain", messages=[{"role": "user", "content": "x = 1"}])
+    assert latest.choices[0].message.content == "HEARD EXPLAIN BRIEFLY: X = 1 DONE"
+    by_label = oai.completions.create(model="prompt:explain@production", prompt='{"code": "y = 2"}')
+    assert by_label.choices[0].text == "HEARD EXPLAIN Y = 2 DONE"
+    pinned = list(oai.completions.create(model="prompt:explain@v2", prompt="z", stream=True))
+    assert "".join(c.choices[0].text for c in pinned) == "HEARD EXPLAIN BRIEFLY: Z DONE"
+    row = recorded(by_label.model_extra["promptyard"]["execution_id"])
+    assert (row.prompt_name, row.version_number, row.label, row.model_name, row.source) == (
+        "explain", 1, "production", "shout", "v1")
+    assert row.variables == {"code": "y = 2"}
+    assert "model" not in row.params  # the default model is not a generation param
+
+
+def test_prompt_errors_say_what_is_wrong(oai, make_prompt):
+    make_prompt("two", ["{{ a }} and {{ b }}"], params=[{"model": "shout"}],
+                variables=[{"name": "a"}, {"name": "b"}])
+    make_prompt("orphan", ["{{ name }}"])
+    with pytest.raises(openai.NotFoundError):
+        oai.completions.create(model="prompt:missing", prompt="x")
+    with pytest.raises(openai.NotFoundError):
+        oai.completions.create(model="prompt:two@nolabel", prompt="x")
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        oai.completions.create(model="prompt:two", prompt="just text")
+    assert "a, b" in str(err.value)
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        oai.completions.create(model="prompt:orphan", prompt="x")
+    assert "no default model" in str(err.value)
+    with pytest.raises(openai.UnprocessableEntityError):
+        oai.chat.completions.create(model="prompt:two", messages=[{"role": "system", "content": "no user turn"}])
+    assert db.session.scalar(select(Execution.id)) is None
+
+
+def test_a_client_that_goes_away_mid_stream_leaves_a_cancelled_record(base_url, app):
+    service.install_plugin("slow", FunctionPlugin(lambda p, params: "word " * 200, delay=0.02))
+    body = {"model": "slow", "prompt": "go", "stream": True}
+    with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        assert json.loads(first[6:])["choices"][0]["text"] == "word "
+    row = wait_for(lambda: db.session.scalar(select(Execution).where(Execution.status != "running")))
+    assert row.status == "cancelled" and row.source == "v1"
+    assert row.output.startswith("word ") and len(row.output) < len("word " * 200)
+
+
+def wait_for(find, seconds: float = 20.0):
+    """Poll the database until `find` returns something (the server finishes the record on its own thread)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        db.session.rollback()
+        found = find()
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("nothing appeared in time")
+
+
+@pytest.mark.parametrize("app_config", [{"PROMPTYARD_QUEUE_CONCURRENCY": 1, "PROMPTYARD_QUEUE_SIZE": 0}])
+def test_a_full_queue_is_a_rate_limit_error(base_url, oai, app):
+    service.install_plugin("busy", FunctionPlugin(lambda p, params: "tick " * 100, delay=0.02))
+    with httpx.stream("POST", f"{base_url}/v1/completions", json={"model": "busy", "prompt": "a", "stream": True},
+                      timeout=30) as response:
+        next(line for line in response.iter_lines() if line.startswith("data: "))  # it holds the only slot now
+        with pytest.raises(openai.RateLimitError) as err:
+            oai.completions.create(model="busy", prompt="b")
+        assert err.value.response.headers.get("Retry-After")
+
+
+def test_the_openai_compatible_backend_round_trips_through_promptyards_own_v1(base_url, app):
+    # promptyard as a client of promptyard: model "loop" is served by the openai-compatible plugin from /v1.
+    service.register_model("loop", "openai-compatible", f"{base_url}/v1",
+                           options={"model": "shout", "timeout": 10, "max_retries": 0})
+    response = httpx.post(f"{base_url}/api/v1/executions", timeout=30,
+                          json={"model": "loop", "input": [{"role": "user", "content": "round trip"}], "cache": False})
+    assert response.status_code == 201, response.text
+    outer = response.json()
+    assert outer["output"] == "HEARD USER: ROUND TRIP DONE" and outer["model"] == "loop"
+    inner = db.session.scalar(select(Execution).where(Execution.source == "v1"))
+    assert (inner.model_name, inner.output) == ("shout", outer["output"])
+
+    with httpx.stream("POST", f"{base_url}/api/v1/executions", timeout=30,
+                      json={"model": "loop", "input": "streamed trip", "stream": True, "cache": False}) as streamed:
+        events = [json.loads(line[6:]) for line in streamed.iter_lines() if line.startswith("data: ")]
+    deltas = "".join(e.get("delta", "") for e in events)
+    assert deltas == "HEARD STREAMED TRIP DONE"
+    assert events[-1]["execution"]["output"] == deltas and events[-1]["execution"]["status"] == "succeeded"
+
+    service.register_model("dead-loop", "openai-compatible", f"{base_url}/v1",
+                           options={"model": "ghost", "timeout": 10, "max_retries": 0})
+    missing = httpx.post(f"{base_url}/api/v1/executions", json={"model": "dead-loop", "input": "x"}, timeout=30)
+    assert missing.status_code in (404, 503), missing.text  # promptyard's 404 for "ghost", mapped by the backend
+
+
+def test_the_tiny_gpt2_through_the_transformers_plugin(base_url, oai, tiny_gpt2_dir):
+    service.register_model("tiny-gpt2", "transformers", str(tiny_gpt2_dir))
+    messages = [{"role": "user", "content": "Write add."}]
+    whole = oai.chat.completions.create(model="tiny-gpt2", messages=messages, max_tokens=12, temperature=0,
+                                        extra_body={"cache": False})
+    assert whole.usage.completion_tokens > 0 and whole.choices[0].finish_reason in ("stop", "length")
+    chunks = list(oai.chat.completions.create(model="tiny-gpt2", messages=messages, max_tokens=12, temperature=0,
+                                              stream=True, extra_body={"cache": False}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+    completion = oai.completions.create(model="tiny-gpt2", prompt="def add(a, b):", max_tokens=12)
+    cached = oai.completions.create(model="tiny-gpt2", prompt="def add(a, b):", max_tokens=12)
+    assert cached.choices[0].text == completion.choices[0].text
+    assert cached.model_extra["promptyard"]["cache_hit"] is True
+
+
+@pytest.fixture
+def make_prompt(app):
+    """make_prompt(name, [templates], params=[...], labels={...}, variables=[...]): rows written directly."""
+    import hashlib
+
+    from promptyard.db.models import Prompt, PromptLabel, PromptVersion
+
+    def make(name, templates, *, params=None, labels=None, variables=None):
+        prompt = Prompt(name=name, description="", tags=[])
+        db.session.add(prompt)
+        db.session.flush()
+        versions = []
+        for number, template in enumerate(templates, start=1):
+            version = PromptVersion(
+                prompt_id=prompt.id, number=number, template=template,
+                variables=variables if variables is not None else [{"name": "name"}],
+                params=(params or [{}] * len(templates))[number - 1],
+                content_hash=hashlib.sha256(template.encode()).hexdigest(),
+            )
+            db.session.add(version)
+            versions.append(version)
+        db.session.flush()
+        for label, number in (labels or {}).items():
+            db.session.add(PromptLabel(prompt_id=prompt.id, name=label, version_id=versions[number - 1].id))
+        db.session.commit()
+        return prompt
+
+    return make

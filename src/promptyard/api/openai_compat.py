@@ -42,6 +42,7 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=255, description="Recorded as the execution's subject.")
+    cache: bool | Literal["always"] = Field(True, description="promptyard's response cache (send with extra_body).")
 
 
 class ChatMessage(BaseModel):
@@ -114,15 +115,15 @@ def _execution_request(body: SamplingFields, *, chat: list[dict[str, str]] | Non
     target = shapes.parse_prompt_target(body.model)
     if target is None:
         return ExecutionRequest(model=body.model, input=chat if chat is not None else text, params=params,
-                                subject=body.user, source="v1")
-    from promptyard.prompts.library import resolve_version
+                                subject=body.user, cache=body.cache, source="v1")
+    from promptyard.execution.resolve import _resolve_version as resolve_version  # the prompts service's, or a fallback
 
-    version = resolve_version(target.name, version=target.version, label=target.label)
+    version = resolve_version(target.name, target.version, target.label)
     variables = shapes.prompt_variables(shapes.last_user_text(chat) if chat is not None else text or "",
                                         version.variables)
     model = shapes.default_model(version.params, current_app.config.get("PROMPTYARD_DEFAULT_MODEL"), target.name)
     return ExecutionRequest(model=model, prompt=target.name, version=target.version, label=target.label,
-                            variables=variables, params=params, subject=body.user, source="v1")
+                            variables=variables, params=params, subject=body.user, cache=body.cache, source="v1")
 
 
 def _respond(body: SamplingFields, request, kind: str):

@@ -33,11 +33,14 @@ def utcnow() -> datetime:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    # WAL lets readers run beside a writer; foreign keys are off in SQLite unless asked for.
+    # WAL lets readers run beside a writer; foreign keys are off in SQLite unless asked for. synchronous=NORMAL
+    # is SQLite's recommended pairing with WAL: no corruption risk, one fsync per checkpoint instead of per commit
+    # (a power cut may lose the last few commits), which takes most of the time of a cached request.
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
