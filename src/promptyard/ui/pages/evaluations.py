@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from promptyard.ui.common import act, client, flash, items, load, model_names, prompt_names, show_flash, \
+from promptyard.ui.common import act, client, flash, fmt, items, load, model_names, prompt_names, show_flash, \
     try_load
 from promptyard.ui.common import goto_section, section
 
@@ -59,13 +59,39 @@ def samples_view(run_id: int) -> None:
         st.caption("No samples recorded.")
         return
     st.markdown("**Per task**")
-    table = pd.DataFrame([{"task": s.get("task_id"), "passed": s.get("passed"), "result": s.get("result")} for s in samples])
+    table = pd.DataFrame([{"task": s.get("task_id"), "sample": s.get("sample_index"), "passed": s.get("passed"),
+                           "verdict": s.get("verdict"), "result": s.get("result")} for s in samples])
     st.dataframe(table, hide_index=True, width="stretch")
     index = st.selectbox("Task", range(len(samples)), format_func=lambda i: f"{samples[i].get('task_id')}"
                          f" · {'passed' if samples[i].get('passed') else 'failed'}", key="sample_pick")
     sample = samples[index]
     st.code(sample.get("completion") or "", language="python")
-    (st.success if sample.get("passed") else st.error)(f"Verdict: {sample.get('result') or ('passed' if sample.get('passed') else 'failed')}")
+    verdict = sample.get("verdict") or ("passed" if sample.get("passed") else "failed")
+    detail = f" ({sample['result']})" if sample.get("result") and sample.get("result") != verdict else ""
+    (st.success if sample.get("passed") else st.warning)(f"Verdict: {verdict}{detail}")
+
+
+def comparison_view(comparison: dict) -> None:
+    """pass@1 of both runs, the gap, McNemar's p-value and the bootstrap interval; then the tasks that differ."""
+    mcnemar = comparison.get("mcnemar") or {}
+    ci = (comparison.get("bootstrap") or {}).get("ci95")
+    cols = st.columns(5)
+    cols[0].metric(f"pass@1 run #{comparison.get('a')}", fmt(comparison.get("a_pass_at_1"), "", 3))
+    cols[1].metric(f"pass@1 run #{comparison.get('b')}", fmt(comparison.get("b_pass_at_1"), "", 3))
+    cols[2].metric("Difference (B − A)", fmt(comparison.get("difference"), "", 3))
+    cols[3].metric("McNemar p-value", fmt(mcnemar.get("p_value"), "", 4))
+    cols[4].metric("95% CI of the gap", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")
+    p_value = mcnemar.get("p_value")
+    if p_value is not None:
+        verdict = "significant" if p_value < 0.05 else "not significant"
+        st.caption(f"On {comparison.get('tasks_compared', '?')} shared tasks: only A passed {mcnemar.get('only_a', 0)}, "
+                   f"only B passed {mcnemar.get('only_b', 0)}; the difference is {verdict} at 5%.")
+    tasks = comparison.get("tasks") or []
+    if tasks:
+        st.markdown("**Tasks where the runs differ**")
+        st.dataframe(pd.DataFrame(tasks), hide_index=True, width="stretch")
+    else:
+        st.caption("No task differs between the two runs.")
 
 
 def progress_fraction(run: dict) -> float:
@@ -135,12 +161,4 @@ if shown == "Compare two runs":
         elif st.button("Compare"):
             comparison = act(api.compare_evals, a, b)
             if comparison:
-                test = {k: v for k, v in comparison.items() if not isinstance(v, (list, dict))}
-                st.json(test)
-                for key, value in comparison.items():
-                    if isinstance(value, list) and value:
-                        st.markdown(f"**{key.replace('_', ' ')}**")
-                        st.dataframe(pd.DataFrame(value), hide_index=True, width="stretch")
-                    elif isinstance(value, dict) and value:
-                        st.markdown(f"**{key.replace('_', ' ')}**")
-                        st.json(value)
+                comparison_view(comparison)
