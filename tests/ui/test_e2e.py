@@ -34,11 +34,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
+def wait_for(url: str, process: subprocess.Popen, log: Path, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"promptyard up exited with {process.returncode}")
+            raise RuntimeError(f"promptyard up exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -65,8 +65,8 @@ def server(tmp_path_factory, tiny_gpt2_dir):
     )
     try:
         api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
-        wait_for(f"{api_url}/healthz", process)
-        wait_for(f"{ui_url}/_stcore/health", process)
+        wait_for(f"{api_url}/healthz", process, home / "up.log")
+        wait_for(f"{ui_url}/_stcore/health", process, home / "up.log")
         with PromptyardClient(api_url, timeout=120) as api:
             api.register_model("tiny-gpt2", "transformers", str(tiny_gpt2_dir), params={"max_new_tokens": 12})
             yield api, ui_url
@@ -89,7 +89,7 @@ def page(server):
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(30_000)
         page = context.new_page()
         yield page
@@ -100,9 +100,10 @@ def page(server):
 
 
 def settle(page) -> None:
-    """Wait until Streamlit has finished its script run."""
+    """Wait until Streamlit has finished its script run and no element is stale."""
     page.wait_for_timeout(300)
     page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0", timeout=60_000)
     page.wait_for_timeout(200)
 
 
@@ -110,7 +111,7 @@ def snap(page, name: str) -> None:
     """Save a screenshot of the page and fail on any visible error text."""
     settle(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     readme_dir = os.environ.get("PROMPTYARD_SCREENSHOTS_DIR")
     if readme_dir:
         Path(readme_dir).mkdir(parents=True, exist_ok=True)
@@ -142,6 +143,7 @@ def test_first_session(server, page):
     api, ui_url = server
     page.goto(ui_url)
     page.get_by_role("heading", name="Prompt library").wait_for()
+    page.get_by_role("heading", name="New prompt").wait_for()
     snap(page, "library")
 
     page.get_by_role("textbox", name="Name", exact=True).fill("complete-fn")
@@ -184,6 +186,7 @@ def test_first_session(server, page):
     records = api.list_executions(prompt="complete-fn")["items"]
     assert len(records) == 1 and records[0]["status"] == "succeeded" and records[0]["stream"] is True
     assert records[0]["output"].strip()
+    page.get_by_text("Tokens in / out").scroll_into_view_if_needed()
     snap(page, "workbench")
 
     choose(page, "★★★★")
@@ -194,6 +197,7 @@ def test_first_session(server, page):
     page.get_by_role("heading", name="Execution history").wait_for()
     page.get_by_text(f"#{records[0]['id']}").first.wait_for()
     snap(page, "history")
+    api.create_experiment("complete-fn-ab", "complete-fn", [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}])
 
     for title, heading in [("Experiments", "Experiments"), ("Evaluations", "Evaluations"),
                            ("Dashboard", "Dashboard"), ("Models", "Models")]:
