@@ -195,12 +195,17 @@ def test_first_session(server, page):
 
     go(page, "History")
     page.get_by_role("heading", name="Execution history").wait_for()
-    page.get_by_text(f"#{records[0]['id']}").first.wait_for()
+    page.get_by_text("1 execution(s), newest first").wait_for()
+    page.locator("code").filter(has_text="keep it short").first.wait_for()
     snap(page, "history")
     api.create_experiment("complete-fn-ab", "complete-fn", [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}])
 
     for title, heading in [("Experiments", "Experiments"), ("Evaluations", "Evaluations"),
                            ("Dashboard", "Dashboard"), ("Models", "Models")]:
         go(page, title)
-        page.get_by_role("heading", name=heading).wait_for()
+        page.get_by_role("heading", name=heading, exact=True).wait_for()
+        if title == "Dashboard":
+            choose(page, "by model")
+            page.locator(".vega-embed").first.wait_for()
+            page.wait_for_timeout(1000)  # let the charts draw before the screenshot
         snap(page, title.lower())

@@ -106,11 +106,15 @@ def params_inputs(key: str, defaults: dict | None = None) -> dict[str, Any]:
 
 def run_metrics(execution: dict) -> None:
     """Cache hit, latency, tokens and cost of one run."""
-    cols = st.columns(5)
-    cols[0].metric("Status", execution.get("status", "—"))
-    cols[1].metric("Cache", "hit" if execution.get("cache_hit") else "miss")
-    cols[2].metric("Latency", fmt(execution.get("latency_ms"), " ms", 0))
-    cols[3].metric("Tokens in / out", f"{fmt(execution.get('tokens_in'))} / {fmt(execution.get('tokens_out'))}")
-    cols[4].metric("Cost", fmt(execution.get("cost"), "", 5))
+    cols = st.columns(4)
+    cols[0].metric("Cache", "hit" if execution.get("cache_hit") else "miss")
+    cols[1].metric("Latency", fmt(execution.get("latency_ms"), " ms", 0))
+    cols[2].metric("Tokens in / out", f"{fmt(execution.get('tokens_in'))} / {fmt(execution.get('tokens_out'))}")
+    cols[3].metric("Cost", cost_text(execution.get("cost")))
     if execution.get("error"):
         st.error(f"The run failed: {execution['error']}")
+
+
+def cost_text(cost: float | None) -> str:
+    """Cost in the pricing's currency units; models without pricing cost nothing."""
+    return "—" if cost is None else f"{cost:.6g}"

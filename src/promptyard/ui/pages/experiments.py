@@ -62,6 +62,7 @@ if shown == "Results":
                 st.info("No results yet.")
                 return
             table = pd.DataFrame(arms)
+            table.columns = [str(c).replace("_", " ") for c in table.columns]
             st.dataframe(table, hide_index=True, width="stretch")
             cols = st.columns(3)
             cols[0].metric("Executions", sum(int(a.get("executions") or 0) for a in arms))

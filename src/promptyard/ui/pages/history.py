@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from promptyard.ui.common import act, client, fmt, items, load
+from promptyard.ui.forms import cost_text
 
 st.title("Execution history")
 api = client()
@@ -78,12 +79,14 @@ with right:
     st.code(record.get("output") or "", language=None, wrap_lines=True)
     if record.get("error"):
         st.error(f"Error: {record['error']}")
-cols = st.columns(5)
-cols[0].metric("Status", record.get("status", "—"))
-cols[1].metric("Latency", fmt(record.get("latency_ms"), " ms", 0))
-cols[2].metric("Queue wait", fmt(record.get("queue_wait_ms"), " ms", 0))
-cols[3].metric("Tokens in / out", f"{fmt(record.get('tokens_in'))} / {fmt(record.get('tokens_out'))}")
-cols[4].metric("Cost", fmt(record.get("cost"), "", 5))
+st.caption(f"#{record['id']} · {record.get('status')} · {record.get('model')} · "
+           f"{(record.get('created_at') or '')[:19].replace('T', ' ')} UTC"
+           + (" · from the cache" if record.get("cache_hit") else ""))
+cols = st.columns(4)
+cols[0].metric("Latency", fmt(record.get("latency_ms"), " ms", 0))
+cols[1].metric("Queue wait", fmt(record.get("queue_wait_ms"), " ms", 0))
+cols[2].metric("Tokens in / out", f"{fmt(record.get('tokens_in'))} / {fmt(record.get('tokens_out'))}")
+cols[3].metric("Cost", cost_text(record.get("cost")))
 st.markdown("**Params**")
 st.json(record.get("params") or {}, expanded=False)
 st.markdown("**Feedback**")

@@ -101,7 +101,8 @@ if shown == "Run":
             st.markdown("**Output**")
             st.code(last.get("output") or "", language=None, wrap_lines=True)
         st.caption(f"Execution {last['id']} · {last.get('prompt') or 'raw input'}"
-                   + (f" v{last['version']}" if last.get("version") else "") + f" · {last.get('model', '')}")
+                   + (f" v{last['version']}" if last.get("version") else "")
+                   + f" · {last.get('model', '')} · {last.get('status', '')}")
         run_metrics(last)
         rating_form(last)
 
@@ -135,6 +136,7 @@ if shown == "Compare side by side":
         with column:
             if result:
                 st.markdown(f"**{result.get('model')}** · {result.get('prompt') or 'raw input'}"
-                            + (f" v{result['version']}" if result.get("version") else ""))
+                            + (f" v{result['version']}" if result.get("version") else "")
+                            + f" · {result.get('status')}")
                 st.code(result.get("output") or "", language=None, wrap_lines=True)
                 run_metrics(result)
