@@ -304,10 +304,6 @@ class PromptyardClient:
         """Free a loaded model; returns it with its new status."""
         return self._json("POST", f"/api/v1/models/{name}/unload")
 
-    def pull_model(self, name: str) -> dict:
-        """Download a registered model's (or preset's) weights; returns the model with its status."""
-        return self._json("POST", f"/api/v1/models/{name}/pull")
-
     # Executions
 
     @staticmethod

@@ -37,3 +37,21 @@ def test_register_rejects_bad_json_and_bad_names(open_page, api):
     assert_no_crash(at)
     assert "'name'" in texts(at)
     assert api.list_models()["total"] == 0
+
+
+def test_missing_weights_are_explained_and_load_is_disabled(open_page, api):
+    api.register_model("ghost", "transformers", "nobody/not-downloaded-anywhere")
+    assert api.get_model("ghost")["status"] == "not_downloaded"
+    at = open_page("models")
+    assert_no_crash(at)
+    assert any("Weights are not downloaded for: ghost" in w.value for w in at.warning)
+    assert next(b for b in at.button if b.label == "Load").disabled
+
+
+def test_load_a_tiny_transformers_model(open_page, api, tiny_gpt2_dir):
+    api.register_model("tiny", "transformers", str(tiny_gpt2_dir))
+    at = open_page("models")
+    next(b for b in at.button if b.label == "Load").click().run()
+    assert_no_crash(at)
+    assert api.get_model("tiny")["status"] == "loaded"
+    assert "tiny is loaded." in texts(at)

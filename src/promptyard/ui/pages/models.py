@@ -1,4 +1,4 @@
-"""Models: plugins and registered models with status; register, load, unload, pull a preset."""
+"""Models: plugins and registered models with status; register, load, unload; what to pull."""
 
 from __future__ import annotations
 
@@ -28,15 +28,16 @@ else:
     missing = [m["name"] for m in models if m.get("status") == "not_downloaded"]
     if missing:
         st.warning("Weights are not downloaded for: " + ", ".join(missing)
-                   + ". Pull them below (or with `promptyard models pull NAME`) before running these models.")
+                   + ". Download them on the server with `promptyard models pull NAME` before running these models.")
     broken = [m for m in models if m.get("status") == "error"]
     for model in broken:
         st.error(f"{model['name']}: {model.get('error') or 'the model could not be loaded.'}")
     names = [m["name"] for m in models]
     by_name = {m["name"]: m for m in models}
-    pick, load_col, unload_col, pull_col = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+    pick, load_col, unload_col = st.columns([4, 1, 1], vertical_alignment="bottom")
     chosen = pick.selectbox("Model", names, format_func=lambda n: f"{n} ({by_name[n].get('status')})")
-    if load_col.button("Load"):
+    weights_missing = by_name[chosen].get("status") == "not_downloaded"
+    if load_col.button("Load", disabled=weights_missing, help="Pull its weights first." if weights_missing else None):
         with st.spinner(f"Loading {chosen}…"):
             done = act(api.load_model, chosen)
         if done:
@@ -46,13 +47,6 @@ else:
         done = act(api.unload_model, chosen)
         if done:
             flash(f"{chosen} is {done.get('status')}.")
-            st.rerun()
-    if pull_col.button("Pull weights", disabled=by_name[chosen].get("status") != "not_downloaded"):
-        progress = st.progress(0.0, text=f"Pulling {chosen}…")
-        done = act(api.pull_model, chosen)
-        if done:
-            progress.progress(1.0, text=f"{chosen}: {done.get('status')}")
-            flash(f"Pulled {chosen}: it is {done.get('status')}.")
             st.rerun()
 
 st.subheader("Register a model")
