@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test up test bench bench-pipeline bench-scorer clean
+.PHONY: install install-test up test bench bench-scorer bench-pipeline clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ up: install
 
 test: install-test
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
+
+# Every benchmark, each comparing promptyard with its peer in the same run.
+bench: bench-scorer bench-pipeline
 
 # Pipeline overhead on the tiny causal model (results in bench/README.md).
 bench-pipeline: install

@@ -98,7 +98,9 @@ def main() -> int:
 
     database_url = args.database_url or f"sqlite:///{work / 'bench.db'}"
     app = create_app({"PROMPTYARD_HOME": str(work / "home"), "SQLALCHEMY_DATABASE_URI": database_url,
-                      "PROMPTYARD_ADMIN_KEY": None})
+                      "PROMPTYARD_ADMIN_KEY": None,
+                      # Hundreds of requests a minute from one address would trip the default rate limit.
+                      "PROMPTYARD_RATE_LIMIT": "off"})
     with app.app_context():
         db.create_all()
         service.register_model("tiny-gpt2", "transformers", str(model_dir))
@@ -126,6 +128,8 @@ def main() -> int:
 
     raw_p50, served_p50 = statistics.median(raw_ms), statistics.median(uncached_ms)
     overhead = (served_p50 - raw_p50) / raw_p50
+    # Each HTTP sample ran right after a raw one: their difference cancels most of the load other processes add.
+    paired_ms = statistics.median(u - r for u, r in zip(uncached_ms, raw_ms))
     cached_p99 = percentile(cached_ms, 99)
     rows = [
         ("raw model.generate", raw_ms),
@@ -142,6 +146,8 @@ def main() -> int:
               f"{statistics.fmean(samples):>10.2f}")
     print(f"uncached overhead (p50): {overhead:+.1%} of raw generation "
           f"(target < {TARGET_OVERHEAD:.0%}: {'met' if overhead < TARGET_OVERHEAD else 'NOT met'})")
+    print(f"uncached overhead (median of paired differences): {paired_ms:+.1f} ms = {paired_ms / raw_p50:+.1%} "
+          f"of raw p50")
     print(f"cached p99: {cached_p99:.2f} ms (target < {TARGET_CACHED_P99_MS:.0f} ms: "
           f"{'met' if cached_p99 < TARGET_CACHED_P99_MS else 'NOT met'})")
     return 0

@@ -57,6 +57,10 @@ class Settings:
     PROMPTYARD_QUEUE_SIZE: int = field(
         default=16, metadata={"help": "Requests waiting per model before new ones get 429."}
     )
+    PROMPTYARD_DEFAULT_MODEL: str | None = field(
+        default=None,
+        metadata={"help": "Model a prompt runs on over /v1 when its version's params name no 'model'."},
+    )
 
 
 ENV_KEYS = [f.name for f in fields(Settings)]

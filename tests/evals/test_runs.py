@@ -199,3 +199,18 @@ def test_default_generator_needs_the_pipeline_or_a_known_model(default_generator
     else:
         assert caught.value.status == 422
     assert db.session.query(EvalRun).count() == 0
+
+
+def test_cli_registers_a_custom_dataset_and_rejects_bad_lines(cli, tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"task_id": "t/1", "prompt": "Write one().", "entry_point": "one",
+                                "test_list": ["assert one() == 1"]}) + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + '{"task_id": "t/2", "prompt": "p"}\n')
+    result = cli("eval", "register-dataset", "mine", str(good))
+    assert result.exit_code == 0 and "1 tasks" in result.output
+    refused = cli("eval", "register-dataset", "other", str(bad))
+    assert refused.exit_code == 2 and "line 2: missing field 'entry_point'" in refused.output
+    run = runs.create_run("mine", "fake", submit=False)
+    assert run.progress_total == 1
+    assert runs.create_run("mine", "fake", submit=False).dataset == "mine"

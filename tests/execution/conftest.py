@@ -1,15 +1,15 @@
-"""Pipeline fixtures: function-backed models installed in the manager and prompts written with the db models."""
+"""Pipeline fixtures: function-backed models in the manager; prompts and experiments made by the prompts service."""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
-from promptyard.db import db
-from promptyard.db.models import Experiment, ExperimentArm, Prompt, PromptLabel, PromptVersion
 from promptyard.models.service import install_plugin
 from promptyard.plugins.function import FunctionPlugin, prompt_text
+from promptyard.prompts.experiments import create_experiment
+from promptyard.prompts.labels import set_label
+from promptyard.prompts.library import create_prompt
+from promptyard.prompts.versions import add_version
 
 
 class RecordingPlugin(FunctionPlugin):
@@ -46,23 +46,13 @@ def make_prompt(app):
     """make_prompt(name, [template, ...], params=[...], labels={"production": 1}) -> the Prompt."""
 
     def make(name, templates, *, params=None, labels=None, variables=None):
-        prompt = Prompt(name=name, description="", tags=[])
-        db.session.add(prompt)
-        db.session.flush()
-        versions = []
-        for number, template in enumerate(templates, start=1):
-            declared = variables if variables is not None else [{"name": "name", "type": "string", "required": True}]
-            version = PromptVersion(
-                prompt_id=prompt.id, number=number, template=template, variables=declared,
-                params=(params or [{}] * len(templates))[number - 1], message="",
-                content_hash=hashlib.sha256(template.encode()).hexdigest(),
-            )
-            db.session.add(version)
-            versions.append(version)
-        db.session.flush()
+        declared = variables if variables is not None else [{"name": "name", "type": "string", "required": True}]
+        per_version = params or [{}] * len(templates)
+        prompt, _ = create_prompt(name, templates[0], variables=declared, params=per_version[0])
+        for template, version_params in zip(templates[1:], per_version[1:]):
+            add_version(name, template, variables=declared, params=version_params)
         for label, number in (labels or {}).items():
-            db.session.add(PromptLabel(prompt_id=prompt.id, name=label, version_id=versions[number - 1].id))
-        db.session.commit()
+            set_label(name, label, number)
         return prompt
 
     return make
@@ -70,17 +60,10 @@ def make_prompt(app):
 
 @pytest.fixture
 def make_experiment(app):
-    """make_experiment(name, prompt, {version_number: weight}) -> the Experiment."""
+    """make_experiment(name, prompt, {version_number: weight}) -> the running Experiment, via the service."""
 
     def make(name, prompt, weights):
-        experiment = Experiment(name=name, prompt_id=prompt.id)
-        db.session.add(experiment)
-        db.session.flush()
-        by_number = {v.number: v for v in prompt.versions}
-        for position, (number, weight) in enumerate(weights.items()):
-            db.session.add(ExperimentArm(experiment_id=experiment.id, version_id=by_number[number].id,
-                                         weight=weight, position=position))
-        db.session.commit()
-        return experiment
+        arms = [{"version": number, "weight": weight} for number, weight in weights.items()]
+        return create_experiment(name, prompt.name, arms)
 
     return make

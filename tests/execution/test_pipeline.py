@@ -85,7 +85,10 @@ def test_experiment_arm_is_sticky_per_subject(install, make_prompt, make_experim
         ({"model": "echo", "experiment": "nope", "subject": "s"}, NotFound, "experiment_not_found"),
         ({"model": "echo", "experiment": "ab", "variables": {"name": "x"}}, Unprocessable, "subject_required"),
         ({"model": "echo", "prompt": "greet", "version": 1, "label": "production"}, Unprocessable,
-         "ambiguous_version"),
+         "version_and_label"),
+        ({"model": "echo", "experiment": "ab", "subject": "s", "version": 1}, Unprocessable, "ambiguous_version"),
+        ({"model": "echo", "prompt": "other", "experiment": "ab", "subject": "s"}, Unprocessable,
+         "experiment_prompt_mismatch"),
         ({"model": "echo", "prompt": "greet"}, PromptyardError, None),
         ({"model": "echo"}, Unprocessable, "prompt_or_input"),
         ({"model": "echo", "input": "x", "prompt": "greet"}, Unprocessable, "prompt_or_input"),
@@ -98,8 +101,8 @@ def test_experiment_arm_is_sticky_per_subject(install, make_prompt, make_experim
 def test_bad_requests_raise_typed_errors_and_record_nothing(install, make_prompt, make_experiment,
                                                             request_kwargs, error, code):
     plugin = install("echo")
-    prompt = make_prompt("greet", ["Hello {{ name }}"], labels={"production": 1})
-    make_experiment("ab", prompt, {1: 1.0})
+    prompt = make_prompt("greet", ["Hello {{ name }}", "Hi {{ name }}"], labels={"production": 1})
+    make_experiment("ab", prompt, {1: 1.0, 2: 1.0})
     with pytest.raises(error) as raised:
         execute(ExecutionRequest(**request_kwargs))
     assert raised.value.status in (404, 422)

@@ -6,8 +6,10 @@ import ast
 from pathlib import Path
 
 import promptyard.plugins
+from tests.test_package import run_python
 
 FORBIDDEN = ("flask", "flask_openapi3", "flask_sqlalchemy", "sqlalchemy", "promptyard.db", "promptyard.api")
+FORBIDDEN_TOP = ("flask", "flask_openapi3", "flask_sqlalchemy", "sqlalchemy", "werkzeug")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -33,3 +35,14 @@ def test_plugin_modules_import_neither_flask_nor_the_database():
         if bad:
             offenders[path.name] = sorted(bad)
     assert offenders == {}
+
+
+def test_importing_the_plugins_pulls_in_neither_flask_nor_the_database():
+    # A fresh interpreter: this test process has long since imported Flask for the app fixtures.
+    modules = ", ".join(f"promptyard.plugins.{path.stem}" for path in sorted(
+        Path(promptyard.plugins.__file__).parent.glob("*.py")) if path.stem != "__init__")
+    script = (
+        f"import sys, {modules}\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_TOP!r}))"
+    )
+    assert run_python(script).strip() == "[]"

@@ -5,33 +5,26 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from scipy import stats
 from sqlalchemy import func, select
 
 from promptyard.db import db
-from promptyard.db.models import Execution, ExperimentAssignment, Feedback, Prompt, PromptVersion
+from promptyard.db.models import Execution, ExperimentAssignment, Feedback, Prompt
 from promptyard.errors import Conflict, NotFound, Unprocessable
 from promptyard.prompts import experiments
+from promptyard.prompts.library import create_prompt
+from promptyard.prompts.versions import add_version
 
 
 def make_prompt(name: str = "greet", versions: int = 3) -> Prompt:
-    """A prompt with `versions` versions, written straight to the tables (no prompts service needed)."""
-    prompt = Prompt(name=name, description="", tags=[])
-    for number in range(1, versions + 1):
-        template = f"v{number}: hello {{{{ who }}}}"
-        prompt.versions.append(
-            PromptVersion(
-                number=number,
-                template=template,
-                variables=[{"name": "who", "type": "string", "required": True}],
-                params={},
-                content_hash=hashlib.sha256(template.encode()).hexdigest(),
-            )
-        )
-    db.session.add(prompt)
-    db.session.commit()
+    """A prompt with `versions` versions ("v1: hello {{ who }}", ...), made by the prompts service."""
+    declared = [{"name": "who", "type": "string", "required": True}]
+    prompt, _ = create_prompt(name, "v1: hello {{ who }}", variables=declared)
+    for number in range(2, versions + 1):
+        add_version(name, f"v{number}: hello {{{{ who }}}}", variables=declared)
     return prompt
 
 
@@ -145,6 +138,32 @@ def test_assignment_is_the_documented_hash_onto_cumulative_weights(app):
         digest = hashlib.sha256(f"exp\x00{subject}".encode()).digest()
         point = int.from_bytes(digest[:8], "big") / 2**64
         assert experiments.assign("exp", subject) == (1 if point * 4 < 1 else 2)
+
+
+def test_bucket_is_stable_and_in_range():
+    assert experiments.bucket("exp", "alice") == experiments.bucket("exp", "alice")
+    assert experiments.bucket("exp", "alice") != experiments.bucket("other", "alice")
+    assert all(0 <= experiments.bucket("exp", f"s{i}") < 1 for i in range(100))
+
+
+def test_pick_arm_follows_cumulative_weights():
+    arms = [SimpleNamespace(weight=1.0, name="a"), SimpleNamespace(weight=3.0, name="b")]
+    assert experiments.pick_arm(arms, 0.0).name == "a"
+    assert experiments.pick_arm(arms, 0.2499).name == "a"
+    assert experiments.pick_arm(arms, 0.25).name == "b"
+    assert experiments.pick_arm(arms, 0.9999).name == "b"
+
+
+def test_a_subject_keeps_its_arm_when_the_weights_change_later(app):
+    make_prompt()
+    two_arms()
+    arm = experiments.assign_arm("exp", "alice")
+    for other in experiments.get_experiment("exp").arms:
+        other.weight = 0.0 if other.id == arm.id else 1.0
+    db.session.commit()
+    assert experiments.assign_arm("exp", "alice").id == arm.id
+    rows = list(db.session.scalars(select(ExperimentAssignment)))
+    assert [(r.subject, r.arm_id) for r in rows] == [("alice", arm.id)]
 
 
 def test_weights_shape_the_split_and_zero_weight_arms_get_nobody(app):

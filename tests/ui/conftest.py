@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from promptyard.client import PromptyardClient
 from promptyard.plugins.function import FunctionPlugin
-from ui_helpers import APP, assert_no_crash
+from tests.ui.ui_helpers import APP, assert_no_crash
 
 
 def reverse_words(prompt, params) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_helpers import APP, assert_no_crash, texts
+from tests.ui.ui_helpers import APP, assert_no_crash, texts
 
 PAGES = ["library", "editor", "workbench", "history", "experiments", "evaluations", "dashboard", "models"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from ui_helpers import assert_no_crash, texts
+from tests.ui.ui_helpers import assert_no_crash, texts
 
 from promptyard.evals.datasets import load_humaneval
 from promptyard.plugins.function import FunctionPlugin

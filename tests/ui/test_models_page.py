@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui_helpers import assert_no_crash, texts
+from tests.ui.ui_helpers import assert_no_crash, texts
 
 
 def test_empty_registry_says_what_to_do(open_page):

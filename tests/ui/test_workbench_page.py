@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ui_helpers import assert_no_crash, texts
+from tests.ui.ui_helpers import assert_no_crash, texts
 
 
 @pytest.fixture

@@ -107,3 +107,17 @@ def _prompt_ref(ref: str | None) -> tuple[str | None, int | None, str | None]:
     if tail[:1] == "v" and tail[1:].isdigit():
         return name, int(tail[1:]), None
     return name, None, tail or None
+
+
+@command.command("register-dataset")
+@click.argument("name")
+@click.argument("path", type=click.Path(dir_okay=False))
+@with_appcontext
+def register_dataset(name: str, path: str) -> None:
+    """Validate a JSONL dataset (task_id, prompt, tests or test_list, entry_point) and register it as NAME."""
+    from flask import current_app
+
+    from promptyard.evals.datasets import register_custom
+
+    dataset = register_custom(current_app.config["PROMPTYARD_HOME"], name, path)
+    click.echo(f"Registered dataset {name} with {len(dataset.tasks)} tasks.")

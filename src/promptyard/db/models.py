@@ -215,6 +215,7 @@ class Execution(db.Model):
     source: Mapped[str] = mapped_column(String(20), default="api")  # api | v1 | eval | cli
 
     feedback: Mapped[list[Feedback]] = relationship(back_populates="execution", cascade="all, delete-orphan")
+    experiment: Mapped[Experiment | None] = relationship()
 
 
 class Feedback(db.Model):

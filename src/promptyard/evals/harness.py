@@ -1,4 +1,10 @@
-"""Runs one sample's program inside the sandboxed child and reports how it ended, with proof it finished."""
+"""Runs one sample's program inside the sandboxed child and reports how it ended, with proof it finished.
+
+The proof is a per-sample random nonce the worker checks: it is written only after the last test statement,
+so an early exit (sys.exit, os._exit, a killed parent) or a report forged from a guess never counts as passed.
+Limit: the nonce lives in this process, so code that deliberately walks the interpreter's frames or heap could
+find it; the sandbox contains such code, but the verdict is then only as honest as the sample.
+"""
 
 from __future__ import annotations
 

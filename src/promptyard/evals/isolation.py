@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-CLONE_NEWUSER = 0x10000000
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -49,7 +48,6 @@ class Isolation:
 
     pid_namespace: bool = False
     net_namespace: bool = False
-    user_namespace: bool = False
     uid: int | None = None
     rlimits: bool = True
     notes: list[str] = field(default_factory=list)
@@ -69,7 +67,6 @@ class Isolation:
             "level": self.level,
             "pid_namespace": self.pid_namespace,
             "net_namespace": self.net_namespace,
-            "user_namespace": self.user_namespace,
             "uid": self.uid,
             "rlimits": self.rlimits,
             "notes": list(self.notes),
@@ -87,24 +84,6 @@ def enter_network_namespace() -> bool:
     Done once per worker rather than per sample, because creating a network namespace costs milliseconds.
     """
     return unshare(CLONE_NEWNET)
-
-
-def enter_namespaces(isolation: Isolation, *, use_namespaces: bool = True, have_network_namespace: bool = False) -> None:
-    """Make the next fork PID 1 of a new PID namespace (and cut the network if the worker could not)."""
-    if not use_namespaces:
-        isolation.notes.append("namespaces disabled by configuration")
-        return
-    if have_network_namespace and unshare(CLONE_NEWPID):
-        isolation.pid_namespace = isolation.net_namespace = True
-        return
-    if unshare(CLONE_NEWPID | CLONE_NEWNET):
-        isolation.pid_namespace = isolation.net_namespace = True
-        return
-    # Unprivileged deployments may still create a user namespace that owns new PID and net namespaces.
-    if unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET):
-        isolation.user_namespace = isolation.pid_namespace = isolation.net_namespace = True
-        return
-    isolation.notes.append(f"unshare refused ({os.strerror(ctypes.get_errno())}); no PID or network namespace")
 
 
 SIGCHLD = 17
@@ -177,8 +156,8 @@ def apply_limits(limits: Limits, cpu_seconds: int) -> None:
 
 
 def drop_privileges(isolation: Isolation, uid: int) -> None:
-    """Become an unprivileged uid when running as root (inside a user namespace we already are contained)."""
-    if os.geteuid() != 0 or isolation.user_namespace:
+    """Become an unprivileged uid (only possible, and only needed, when running as root)."""
+    if os.geteuid() != 0:
         return
     os.setgroups([])
     os.setgid(uid)

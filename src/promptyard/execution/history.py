@@ -78,9 +78,9 @@ def list_executions(filters: HistoryFilters, limit: int = 50, offset: int = 0) -
 
 
 EXPORT_COLUMNS = [
-    "id", "created_at", "finished_at", "status", "model", "plugin", "prompt", "version", "label", "experiment_id",
-    "subject", "source", "params", "variables", "rendered_input", "output", "error", "finish_reason", "cache_hit",
-    "stream", "queue_wait_ms", "latency_ms", "tokens_in", "tokens_out", "cost",
+    "id", "created_at", "finished_at", "status", "model", "plugin", "prompt", "version", "label", "experiment",
+    "experiment_id", "subject", "source", "params", "variables", "rendered_input", "output", "error", "finish_reason",
+    "cache_hit", "stream", "queue_wait_ms", "latency_ms", "tokens_in", "tokens_out", "cost",
 ]
 
 

@@ -213,6 +213,7 @@ def execution_to_dict(row: Execution) -> dict[str, Any]:
         "prompt": row.prompt_name,
         "version": row.version_number,
         "label": row.label,
+        "experiment": row.experiment.name if row.experiment is not None else None,
         "experiment_id": row.experiment_id,
         "subject": row.subject,
         "params": dict(row.params or {}),

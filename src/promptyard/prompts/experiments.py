@@ -21,6 +21,7 @@ from promptyard.db.models import (
     PromptVersion,
 )
 from promptyard.errors import Conflict, NotFound, Unprocessable
+from promptyard.prompts.library import get_version
 from promptyard.optional import import_optional
 from promptyard.prompts.experiment_stats import compare_ratings, compare_rates
 
@@ -58,7 +59,7 @@ def create_experiment(
         name=name, prompt_id=prompt_row.id, alpha=alpha, metric=metric, description=description, status="running"
     )
     for position, arm in enumerate(arms):
-        version = _find_version(prompt_row, arm["version"])
+        version = get_version(prompt_row, arm["version"])
         experiment.arms.append(ExperimentArm(version_id=version.id, weight=float(arm["weight"]), position=position))
     db.session.add(experiment)
     try:
@@ -112,19 +113,6 @@ def _is_arm(arm: Any) -> bool:
         and isinstance(arm.get("weight"), (int, float))
         and not isinstance(arm.get("weight"), bool)
     )
-
-
-def _find_version(prompt: Prompt, number: int) -> PromptVersion:
-    version = db.session.scalar(
-        select(PromptVersion).where(PromptVersion.prompt_id == prompt.id, PromptVersion.number == number)
-    )
-    if version is None:
-        raise NotFound(
-            f"Prompt '{prompt.name}' has no version {number}.",
-            code="version_not_found",
-            details={"prompt": prompt.name, "version": number},
-        )
-    return version
 
 
 def get_experiment(name: str) -> Experiment:

@@ -67,11 +67,15 @@ def parse(template: str) -> nodes.Template:
     try:
         return ENV.parse(template)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"The template does not parse: line {exc.lineno}: {exc.message}.",
-            code="invalid_template",
-            details={"line": exc.lineno, "reason": exc.message},
-        ) from None
+        raise _syntax_error(exc) from None
+
+
+def _syntax_error(exc: jinja2.TemplateSyntaxError) -> TemplateError:
+    return TemplateError(
+        f"The template does not parse: line {exc.lineno}: {exc.message}.",
+        code="invalid_template",
+        details={"line": exc.lineno, "reason": exc.message},
+    )
 
 
 def read_names(template: str) -> list[str]:
@@ -218,11 +222,7 @@ def render(template: str, declared: list[dict[str, Any]], values: dict[str, Any]
     except TemplateError:
         raise
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"The template does not parse: line {exc.lineno}: {exc.message}.",
-            code="invalid_template",
-            details={"line": exc.lineno, "reason": exc.message},
-        ) from None
+        raise _syntax_error(exc) from None
     except SecurityError as exc:
         raise TemplateError(f"The template tried something unsafe: {exc}.", code="template_unsafe") from None
     except Exception as exc:  # noqa: BLE001 - any failure inside user template code is the template's fault
