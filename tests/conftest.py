@@ -151,10 +151,22 @@ def live_api(tmp_path):
     with app.app_context():
         db.create_all()
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8, ident="promptyard-test")
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        try:
+            server.run()
+        except OSError:
+            # Closing the sockets under the select() loop ends it with EBADF; anything else is real.
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield app, f"http://127.0.0.1:{server.effective_port}"
+    stopping.set()
     server.close()
+    thread.join(timeout=5)
     with app.app_context():
         db.engine.dispose()
 
