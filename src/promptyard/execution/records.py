@@ -1,4 +1,8 @@
-"""execution_history rows: written `running` before generation, finished after, each in its own short commit."""
+"""execution_history rows: written `running` before generation, finished after, each in its own short commit.
+
+The finished rows these functions return keep the values they were written with: reading them to answer the
+request costs no second SELECT.
+"""
 
 from __future__ import annotations
 
@@ -54,13 +58,23 @@ def finish_record(execution_id: int, outcome: Outcome) -> Execution:
     row.finished_at = utcnow()
     for name, value in outcome.extra.items():
         setattr(row, name, value)
-    db.session.commit()
-    return row
+    return _commit_keeping_values(row)
 
 
 def record_complete(**values: Any) -> Execution:
-    """Insert an execution that is already finished (a cache hit: nothing runs in between)."""
+    """Insert an execution that is already finished (a cache hit) and commit it with the session's other writes."""
     row = Execution(finished_at=utcnow(), **values)
     db.session.add(row)
+    return _commit_keeping_values(row)
+
+
+def _commit_keeping_values(row: Execution) -> Execution:
+    """Commit without expiring `row` (commit would, and reading it again would cost a SELECT).
+
+    The row sits outside the session during the commit, then goes back in, so relationships still load.
+    """
+    db.session.flush()
+    db.session.expunge(row)
     db.session.commit()
+    db.session.add(row)
     return row
