@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument("--callees", default=None, help="also print the callees of functions matching this")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
 
@@ -78,7 +79,10 @@ def main() -> int:
     profiler.disable()
     elapsed = time.perf_counter() - started
     print(f"{args.n} requests, {elapsed / args.n * 1000:.2f} ms each (under cProfile)")
-    pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+    stats = pstats.Stats(profiler).sort_stats(args.sort)
+    stats.print_stats(args.top)
+    if args.callees:
+        stats.print_callees(args.callees)
     started = time.perf_counter()
     for _ in range(args.n):
         post()

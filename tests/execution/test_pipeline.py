@@ -261,8 +261,8 @@ def test_a_cache_hit_commits_its_counter_and_its_record_in_one_transaction(insta
         stop()
     assert hit.cache_hit
     assert len(commits) == 1
-    assert verbs.count("SELECT") == 2  # the model row once, the cache entry once; no reload of the record
-    assert (verbs.count("UPDATE"), verbs.count("INSERT")) == (1, 1)
+    # The model row read once; the cache entry found and its hit counted in one UPDATE; no reload of the record.
+    assert (verbs.count("SELECT"), verbs.count("UPDATE"), verbs.count("INSERT")) == (1, 1, 1)
     assert (cache_hits(), hit_records()) == (1, 1)
 
 
@@ -300,3 +300,15 @@ def test_the_returned_record_matches_the_stored_one(install, cache):
     assert returned == stored
     assert returned["cache_hit"] is cache and returned["status"] == "succeeded"
     assert row.feedback == []  # still attached: relationships load
+
+
+def test_an_uncached_run_writes_its_record_without_rereading_it(install):
+    install("m")
+    verbs, commits, stop = watch_sql()
+    try:
+        row = execute(ExecutionRequest(model="m", input="x", cache=False))
+    finally:
+        stop()
+    assert row.status == "succeeded" and row.output == "echo: x"
+    # The model row read once; `running` inserted and committed before generation; the outcome in one UPDATE.
+    assert (verbs.count("SELECT"), verbs.count("INSERT"), verbs.count("UPDATE")) == (1, 1, 1)

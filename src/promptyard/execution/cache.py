@@ -114,15 +114,15 @@ class DatabaseCache(ResponseCache):
         return CachedResponse(row["output"], row["finish_reason"], row["tokens_in"], row["tokens_out"])
 
     def _find(self, executor: Any, key: str) -> Any:
-        """The live entry's row, its hit counted; an expired one is deleted. `executor`: a connection or session."""
+        """The live entry's values, its hit counted in the same statement. `executor`: a connection or session.
+
+        An expired entry is left for the next put's eviction to delete: a miss writes nothing.
+        """
         t, now = self._table, self.clock()
-        row = executor.execute(select(t).where(t.c.key == key)).mappings().first()
-        if row is not None and _expired(row["expires_at"], now):
-            executor.execute(delete(t).where(t.c.id == row["id"]))
-            return None
-        if row is not None:
-            executor.execute(update(t).where(t.c.id == row["id"]).values(hits=t.c.hits + 1, last_hit_at=now))
-        return row
+        live = t.c.expires_at.is_(None) | (t.c.expires_at > now)
+        hit = (update(t).where(t.c.key == key, live).values(hits=t.c.hits + 1, last_hit_at=now)
+               .returning(t.c.output, t.c.finish_reason, t.c.tokens_in, t.c.tokens_out))
+        return executor.execute(hit).mappings().first()
 
     def put(self, key: str, model_name: str, params: dict[str, Any], response: CachedResponse) -> None:
         t, now = self._table, self.clock()
@@ -234,14 +234,6 @@ class RedisCache(ResponseCache):
                 pipe.delete(self._entry(k.decode() if isinstance(k, bytes) else k))
             pipe.zrem(expiry, *oldest)
             pipe.execute()
-
-
-def _expired(expires_at: datetime | None, now: datetime) -> bool:
-    if expires_at is None:
-        return False
-    if expires_at.tzinfo is None:  # SQLite hands back naive UTC through Core
-        expires_at = expires_at.replace(tzinfo=timezone.utc)
-    return expires_at <= now
 
 
 def create_cache(config: dict[str, Any]) -> ResponseCache:
