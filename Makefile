@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test up test bench bench-scorer bench-pipeline clean
+.PHONY: install install-test browser up test bench bench-scorer bench-pipeline clean
 
 install: $(VENV)/.installed
 
@@ -23,11 +23,16 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -q -e '.[ui,scale,test]'
 	touch $@
 
+# The UI's end-to-end tests drive Debian's Chromium; Playwright never downloads a browser of its own.
+browser:
+	@[ -x /usr/bin/chromium ] || { echo "Installing Debian's chromium for the UI tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 up: install
 	$(BIN)/promptyard up
 
-test: install-test
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
+test: install-test browser
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 # Every benchmark, each comparing promptyard with its peer in the same run.
 bench: bench-scorer bench-pipeline

@@ -140,6 +140,37 @@ def cli(app):
     return invoke
 
 
+@pytest.fixture
+def live_api(tmp_path):
+    """The real API served by waitress on a free loopback port (fresh SQLite); yields (app, base_url)."""
+    import threading
+
+    import waitress
+
+    app = make_app(f"sqlite:///{tmp_path / 'live.db'}", tmp_path / "live-home")
+    with app.app_context():
+        db.create_all()
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8, ident="promptyard-test")
+    stopping = threading.Event()
+
+    def serve() -> None:
+        try:
+            server.run()
+        except OSError:
+            # Closing the sockets under the select() loop ends it with EBADF; anything else is real.
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{server.effective_port}"
+    stopping.set()
+    server.close()
+    thread.join(timeout=5)
+    with app.app_context():
+        db.engine.dispose()
+
+
 def single_torch_thread() -> None:
     """Tiny models gain nothing from intra-op threads; on 2 cores shared by xdist workers they only contend."""
     import torch

@@ -27,6 +27,25 @@ def test_auth_turns_on_once_a_key_exists(client):
     assert response.get_json()["error"]["code"] == "missing_api_key"
 
 
+def test_a_key_made_while_auth_is_off_turns_it_on_at_the_next_request(client):
+    assert client.get("/api/v1/keys").status_code == 200
+    keys.create_key("viewer")  # as `promptyard keys create` in another process would
+    assert client.get("/api/v1/keys").status_code == 401
+
+
+def test_auth_stays_on_once_a_key_was_seen_even_if_the_rows_vanish(client):
+    from sqlalchemy import delete
+
+    from promptyard.db import db
+    from promptyard.db.models import ApiKey
+
+    keys.create_key("viewer")
+    assert client.get("/api/v1/keys").status_code == 401
+    db.session.execute(delete(ApiKey))  # promptyard never deletes keys; a hand-edited database must not open up
+    db.session.commit()
+    assert client.get("/api/v1/keys").status_code == 401
+
+
 @pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Basic abc", "bearer nope", "Token x y"])
 def test_missing_or_bad_credentials_are_401(client, header):
     keys.create_key("viewer")

@@ -222,3 +222,29 @@ class TestThroughThePipelineOnRedis:
         assert hit.cache_hit and hit.output == "answer 1" and calls["n"] == 1
         assert get_cache().stats()["hits"] == 1
         get_cache().clear()
+
+
+def entry_hits(key):
+    from sqlalchemy import select
+
+    from promptyard.db import db
+    from promptyard.db.models import CacheEntry
+
+    db.session.expire_all()
+    return db.session.scalar(select(CacheEntry.hits).where(CacheEntry.key == key))
+
+
+def test_database_get_without_commit_leaves_the_hit_to_the_callers_transaction(app):
+    from promptyard.db import db
+
+    cache = DatabaseCache(ttl_s=0, max_entries=10)
+    cache.put("k", "m", {}, entry("hello"))
+    assert cache.get("k", commit=False) == entry("hello")
+    db.session.rollback()
+    assert entry_hits("k") == 0
+    assert cache.get("k", commit=False) == entry("hello")
+    db.session.commit()
+    assert entry_hits("k") == 1
+    assert cache.get("k") == entry("hello")  # the default commits on its own
+    db.session.rollback()
+    assert entry_hits("k") == 2

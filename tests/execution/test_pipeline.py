@@ -218,3 +218,100 @@ def test_a_stream_that_fails_midway_ends_with_an_error_event(install):
     assert events[-1]["execution"]["status"] == "failed"
     assert "lost the GPU" in events[-1]["execution"]["error"]
     assert plugin.calls
+
+
+
+def watch_sql():
+    """(statement verbs, commits) seen on the engine until the returned stop() is called."""
+    from sqlalchemy import event
+
+    verbs, commits = [], []
+
+    def on_statement(conn, cursor, statement, parameters, context, executemany):
+        verbs.append(statement.split()[0].upper())
+
+    def on_commit(conn):
+        commits.append(1)
+
+    event.listen(db.engine, "before_cursor_execute", on_statement)
+    event.listen(db.engine, "commit", on_commit)
+
+    def stop():
+        event.remove(db.engine, "before_cursor_execute", on_statement)
+        event.remove(db.engine, "commit", on_commit)
+
+    return verbs, commits, stop
+
+
+def cache_hits():
+    from promptyard.db.models import CacheEntry
+
+    db.session.expire_all()
+    return db.session.scalar(select(CacheEntry.hits))
+
+
+def hit_records():
+    return db.session.scalar(select(func.count()).select_from(Execution).where(Execution.cache_hit.is_(True)))
+
+
+def test_a_cache_hit_commits_its_counter_and_its_record_in_one_transaction(install):
+    install("m")
+    execute(ExecutionRequest(model="m", input="x"))
+    verbs, commits, stop = watch_sql()
+    try:
+        hit = execute(ExecutionRequest(model="m", input="x"))
+    finally:
+        stop()
+    assert hit.cache_hit
+    assert len(commits) == 1
+    # The model row read once; the cache entry found and its hit counted in one UPDATE; no reload of the record.
+    assert (verbs.count("SELECT"), verbs.count("UPDATE"), verbs.count("INSERT")) == (1, 1, 1)
+    assert (cache_hits(), hit_records()) == (1, 1)
+
+
+def test_a_hit_whose_record_fails_does_not_count_the_hit(install):
+    from sqlalchemy import event
+
+    install("m")
+    execute(ExecutionRequest(model="m", input="x"))
+
+    def refuse(mapper, connection, target):
+        raise RuntimeError("disk full")
+
+    event.listen(Execution, "before_insert", refuse)
+    try:
+        with pytest.raises(RuntimeError):
+            execute(ExecutionRequest(model="m", input="x"))
+    finally:
+        event.remove(Execution, "before_insert", refuse)
+    db.session.rollback()
+    assert (cache_hits(), hit_records()) == (0, 0)
+    assert execute(ExecutionRequest(model="m", input="x")).cache_hit
+    assert (cache_hits(), hit_records()) == (1, 1)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_returned_record_matches_the_stored_one(install, cache):
+    from promptyard.execution.pipeline import execution_to_dict
+
+    install("m")
+    execute(ExecutionRequest(model="m", input="x"))
+    row = execute(ExecutionRequest(model="m", input="x", cache=cache))
+    returned = execution_to_dict(row)
+    db.session.expire_all()
+    stored = execution_to_dict(db.session.get(Execution, row.id))
+    assert returned == stored
+    assert returned["cache_hit"] is cache and returned["status"] == "succeeded"
+    assert row.feedback == []  # still attached: relationships load
+
+
+def test_an_uncached_run_writes_its_record_without_rereading_it(install):
+    install("m")
+    verbs, commits, stop = watch_sql()
+    try:
+        row = execute(ExecutionRequest(model="m", input="x", cache=False))
+    finally:
+        stop()
+    assert row.status == "succeeded" and row.output == "echo: x"
+    # The model row read once; `running` inserted and committed before generation; the outcome in one UPDATE.
+    assert (verbs.count("SELECT"), verbs.count("INSERT"), verbs.count("UPDATE")) == (1, 1, 1)

@@ -14,6 +14,7 @@ F = TypeVar("F", bound=Callable)
 
 PUBLIC_ENDPOINTS = {"health.healthz", "static"}
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+KEYS_SEEN = "promptyard.auth.keys_seen"  # app.extensions flag: an API key exists (keys are only ever revoked)
 
 
 def require_role(role: str) -> Callable[[F], F]:
@@ -30,13 +31,18 @@ def auth_enabled() -> bool:
     """On for a non-loopback bind, a bootstrap admin key, or once any key has been created.
 
     Revoked keys count: revoking the last key must not switch auth off (and so let that key back in).
+    Keys are never deleted, so once one is seen auth stays on for this app and the query is not repeated;
+    while there is none, every request asks again (a key created by another process counts at once).
     """
     config = current_app.config
-    return (
-        bool(config.get("PROMPTYARD_ADMIN_KEY"))
-        or not is_loopback(config["PROMPTYARD_BIND_HOST"])
-        or any_keys(include_revoked=True)
-    )
+    if bool(config.get("PROMPTYARD_ADMIN_KEY")) or not is_loopback(config["PROMPTYARD_BIND_HOST"]):
+        return True
+    if current_app.extensions.get(KEYS_SEEN):
+        return True
+    if any_keys(include_revoked=True):
+        current_app.extensions[KEYS_SEEN] = True
+        return True
+    return False
 
 
 def current_caller() -> Caller:

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api import openai_shapes as shapes
 from promptyard.errors import PromptyardError, Unprocessable
+from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream, execution_to_dict
 from promptyard.models import service as models
+from promptyard.prompts import library
 
 api = APIBlueprint("openai_compat", __name__, abp_tags=[Tag(name="openai-compatible")],
                    abp_security=[{"bearer": []}])
@@ -109,16 +111,12 @@ def _model_object(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def _execution_request(body: SamplingFields, *, chat: list[dict[str, str]] | None, text: str | None):
-    from promptyard.execution.pipeline import ExecutionRequest
-
     params = shapes.generation_params(body)
     target = shapes.parse_prompt_target(body.model)
     if target is None:
         return ExecutionRequest(model=body.model, input=chat if chat is not None else text, params=params,
                                 subject=body.user, cache=body.cache, source="v1")
-    from promptyard.execution.resolve import _resolve_version as resolve_version  # the prompts service's, or a fallback
-
-    version = resolve_version(target.name, target.version, target.label)
+    version = library.resolve_version(target.name, target.version, target.label)
     variables = shapes.prompt_variables(shapes.last_user_text(chat) if chat is not None else text or "",
                                         version.variables)
     model = shapes.default_model(version.params, current_app.config.get("PROMPTYARD_DEFAULT_MODEL"), target.name)
@@ -127,8 +125,6 @@ def _execution_request(body: SamplingFields, *, chat: list[dict[str, str]] | Non
 
 
 def _respond(body: SamplingFields, request, kind: str):
-    from promptyard.execution.pipeline import execute, execute_stream, execution_to_dict
-
     if not body.stream:
         execution = execution_to_dict(execute(request))
         build = shapes.chat_completion if kind == "chat" else shapes.text_completion

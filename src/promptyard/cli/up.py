@@ -69,5 +69,6 @@ def _start_ui(host: str, api_port: int, ui_port: int) -> subprocess.Popen | None
     api_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     env = {**os.environ, "PROMPTYARD_API_URL": f"http://{api_host}:{api_port}"}
     args = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(ui_port),
-            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal"]
     return subprocess.Popen(args, env=env)

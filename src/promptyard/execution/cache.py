@@ -62,8 +62,12 @@ class ResponseCache(ABC):
         self.max_entries = max_entries
 
     @abstractmethod
-    def get(self, key: str) -> CachedResponse | None:
-        """The cached response, counting a hit, or None, counting a miss."""
+    def get(self, key: str, *, commit: bool = True) -> CachedResponse | None:
+        """The cached response, counting a hit, or None, counting a miss.
+
+        commit=False leaves a database cache's writes (the hit counter) in the caller's session transaction,
+        so that the caller commits them together with its own (the pipeline: with the hit's execution record).
+        """
 
     @abstractmethod
     def put(self, key: str, model_name: str, params: dict[str, Any], response: CachedResponse) -> None:
@@ -85,7 +89,10 @@ class ResponseCache(ABC):
 
 
 class DatabaseCache(ResponseCache):
-    """The `model_cache` table; each call is its own short transaction. Hit/miss totals are per process."""
+    """The `model_cache` table; each call is its own short transaction (or the session's, for get with commit=False).
+
+    Hit/miss totals are per process.
+    """
 
     def __init__(self, ttl_s: float, max_entries: int, clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(ttl_s, max_entries)
@@ -95,19 +102,27 @@ class DatabaseCache(ResponseCache):
         self._lock = threading.Lock()
         self._table = CacheEntry.__table__
 
-    def get(self, key: str) -> CachedResponse | None:
-        t, now = self._table, self.clock()
-        with db.engine.begin() as conn:
-            row = conn.execute(select(t).where(t.c.key == key)).mappings().first()
-            if row is not None and _expired(row["expires_at"], now):
-                conn.execute(delete(t).where(t.c.id == row["id"]))
-                row = None
-            if row is not None:
-                conn.execute(update(t).where(t.c.id == row["id"]).values(hits=t.c.hits + 1, last_hit_at=now))
+    def get(self, key: str, *, commit: bool = True) -> CachedResponse | None:
+        if commit:
+            with db.engine.begin() as conn:
+                row = self._find(conn, key)
+        else:
+            row = self._find(db.session, key)
         self._count(row is not None)
         if row is None:
             return None
         return CachedResponse(row["output"], row["finish_reason"], row["tokens_in"], row["tokens_out"])
+
+    def _find(self, executor: Any, key: str) -> Any:
+        """The live entry's values, its hit counted in the same statement. `executor`: a connection or session.
+
+        An expired entry is left for the next put's eviction to delete: a miss writes nothing.
+        """
+        t, now = self._table, self.clock()
+        live = t.c.expires_at.is_(None) | (t.c.expires_at > now)
+        hit = (update(t).where(t.c.key == key, live).values(hits=t.c.hits + 1, last_hit_at=now)
+               .returning(t.c.output, t.c.finish_reason, t.c.tokens_in, t.c.tokens_out))
+        return executor.execute(hit).mappings().first()
 
     def put(self, key: str, model_name: str, params: dict[str, Any], response: CachedResponse) -> None:
         t, now = self._table, self.clock()
@@ -166,7 +181,8 @@ class RedisCache(ResponseCache):
     def _entry(self, key: str) -> str:
         return f"{self.prefix}entry:{key}"
 
-    def get(self, key: str) -> CachedResponse | None:
+    def get(self, key: str, *, commit: bool = True) -> CachedResponse | None:
+        # Redis applies each command at once: there is no transaction to share with the database.
         raw = self.client.get(self._entry(key))
         pipe = self.client.pipeline()
         if raw is None:
@@ -218,14 +234,6 @@ class RedisCache(ResponseCache):
                 pipe.delete(self._entry(k.decode() if isinstance(k, bytes) else k))
             pipe.zrem(expiry, *oldest)
             pipe.execute()
-
-
-def _expired(expires_at: datetime | None, now: datetime) -> bool:
-    if expires_at is None:
-        return False
-    if expires_at.tzinfo is None:  # SQLite hands back naive UTC through Core
-        expires_at = expires_at.replace(tzinfo=timezone.utc)
-    return expires_at <= now
 
 
 def create_cache(config: dict[str, Any]) -> ResponseCache:

@@ -247,7 +247,7 @@ def _prepare(request: ExecutionRequest) -> _Prepared:
     else:
         prompt_input = request.input
     params = merge_params(model, resolved, request.params)
-    plugin = get_plugin(model.name)
+    plugin = get_plugin(model.name, row=model)
     check_context(model.name, plugin, prompt_input, params)
     normalised = params.model_dump()
     use_cache = request.cache is not False and (request.cache == "always" or params.is_deterministic())
@@ -274,9 +274,11 @@ def _cache_lookup(prepared: _Prepared) -> CachedResponse | None:
     if prepared.cache_key is None:
         return None
     try:
-        return get_cache().get(prepared.cache_key)
+        # A hit's counter update stays in the session: it is committed with the hit's execution record.
+        return get_cache().get(prepared.cache_key, commit=False)
     except Exception:  # noqa: BLE001 - the cache only saves time; when it is down, generate instead
         log.warning("response cache lookup failed", exc_info=True)
+        db.session.rollback()
         return None
 
 

@@ -1,9 +1,15 @@
-"""execution_history rows: written `running` before generation, finished after, each in its own short commit."""
+"""execution_history rows: written `running` before generation, finished after, each in its own short commit.
+
+The finished rows these functions return keep the values they were written with: reading them to answer the
+request costs no second SELECT.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy import update
 
 from promptyard.db import db, utcnow
 from promptyard.db.models import Execution
@@ -30,10 +36,11 @@ def start_record(**values: Any) -> int:
     """Insert a `running` row and commit at once, so no transaction stays open while the model generates."""
     row = Execution(status="running", **values)
     db.session.add(row)
-    db.session.commit()
-    execution_id = row.id
+    db.session.flush()
+    execution_id = row.id  # read before the commit, which would expire it (reading it after costs a SELECT)
     # Forget the row: touching it later would begin a new transaction in the middle of generation.
     db.session.expunge(row)
+    db.session.commit()
     return execution_id
 
 
@@ -42,25 +49,29 @@ def finish_record(execution_id: int, outcome: Outcome) -> Execution:
     if outcome.status not in FINAL_STATUSES:
         raise ValueError(f"not a final status: {outcome.status}")
     db.session.rollback()  # drop anything a failed statement left behind before writing the outcome
-    row = db.session.get(Execution, execution_id)
-    row.status = outcome.status
-    row.output = outcome.output
-    row.error = outcome.error
-    row.finish_reason = outcome.finish_reason
-    row.latency_ms = outcome.latency_ms
-    row.tokens_in = outcome.tokens_in
-    row.tokens_out = outcome.tokens_out
-    row.cost = outcome.cost
-    row.finished_at = utcnow()
-    for name, value in outcome.extra.items():
-        setattr(row, name, value)
-    db.session.commit()
-    return row
+    values = dict(status=outcome.status, output=outcome.output, error=outcome.error,
+                  finish_reason=outcome.finish_reason, latency_ms=outcome.latency_ms, tokens_in=outcome.tokens_in,
+                  tokens_out=outcome.tokens_out, cost=outcome.cost, finished_at=utcnow(), **outcome.extra)
+    # One UPDATE ... RETURNING writes the outcome and hands back the whole row (no SELECT before or after).
+    statement = update(Execution).where(Execution.id == execution_id).values(**values).returning(Execution)
+    row = db.session.scalars(statement, execution_options={"synchronize_session": False}).one()
+    return _commit_keeping_values(row)
 
 
 def record_complete(**values: Any) -> Execution:
-    """Insert an execution that is already finished (a cache hit: nothing runs in between)."""
+    """Insert an execution that is already finished (a cache hit) and commit it with the session's other writes."""
     row = Execution(finished_at=utcnow(), **values)
     db.session.add(row)
+    return _commit_keeping_values(row)
+
+
+def _commit_keeping_values(row: Execution) -> Execution:
+    """Commit without expiring `row` (commit would, and reading it again would cost a SELECT).
+
+    The row sits outside the session during the commit, then goes back in, so relationships still load.
+    """
+    db.session.flush()
+    db.session.expunge(row)
     db.session.commit()
+    db.session.add(row)
     return row

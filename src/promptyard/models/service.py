@@ -61,9 +61,12 @@ def list_models() -> list[dict[str, Any]]:
     return [model_to_dict(row) for row in rows]
 
 
-def get_plugin(name: str) -> LLMPlugin:
-    """The loaded plugin for a registered model, created through the plugin registry and loaded once."""
-    row = get_model(name)
+def get_plugin(name: str, *, row: ModelConfig | None = None) -> LLMPlugin:
+    """The loaded plugin for a registered model, created through the plugin registry and loaded once.
+
+    `row`: the model's row when the caller has just read it (saves looking it up again).
+    """
+    row = row if row is not None else get_model(name)
     spec = _plugin_spec(row)
 
     def build() -> LLMPlugin:

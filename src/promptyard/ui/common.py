@@ -1,0 +1,160 @@
+"""What every page shares: the API client of this browser session, and readable error handling."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, TypeVar
+
+import streamlit as st
+
+from promptyard.client import PromptyardAPIError, PromptyardClient, PromptyardConnectionError
+
+T = TypeVar("T")
+
+DEFAULT_API_URL = "http://127.0.0.1:5000"
+KEY_STATE = "api_key"
+
+
+def api_url() -> str:
+    """The API this UI talks to: `PROMPTYARD_API_URL` (set by `promptyard up`) or the local default."""
+    return os.environ.get("PROMPTYARD_API_URL", DEFAULT_API_URL).rstrip("/")
+
+
+def client(timeout: float = 30.0) -> PromptyardClient:
+    """A client for this browser session, carrying the key entered in the sidebar."""
+    return PromptyardClient(api_url(), api_key=st.session_state.get(KEY_STATE) or None, timeout=timeout)
+
+
+def show_connection_error(exc: PromptyardConnectionError) -> None:
+    st.error(
+        f"The promptyard API at {exc.base_url} is not reachable. Start it with `promptyard up` "
+        f"(or set `PROMPTYARD_API_URL`), then reload this page."
+    )
+
+
+def show_api_error(exc: PromptyardAPIError) -> None:
+    if exc.status == 401 and exc.code == "invalid_api_key":
+        st.warning("The API key in the sidebar is invalid or has been revoked: enter another one.")
+    elif exc.status == 401:
+        st.warning("This promptyard API needs an API key: enter it in the sidebar (ask an admin for one).")
+    elif exc.status == 403:
+        st.warning(f"Your API key may not do this. {exc.message}")
+    elif exc.status == 404 and exc.code in ("not_found", "http_error"):
+        st.info("This server does not offer this feature (its API has no such endpoint).")
+    else:
+        st.error(exc.message)
+
+
+def load(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Read something the page needs; on failure show why and stop the page there."""
+    try:
+        return fn(*args, **kwargs)
+    except PromptyardConnectionError as exc:
+        show_connection_error(exc)
+    except PromptyardAPIError as exc:
+        show_api_error(exc)
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+def act(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Perform an action a person asked for; on failure show why and return None (the page goes on)."""
+    try:
+        return fn(*args, **kwargs)
+    except PromptyardConnectionError as exc:
+        show_connection_error(exc)
+    except PromptyardAPIError as exc:
+        show_api_error(exc)
+    return None
+
+
+def try_load(fn: Callable[..., T], *args: Any, default: T, **kwargs: Any) -> T:
+    """Read something optional: `default` when the API does not offer it (404), else like `load`."""
+    try:
+        return fn(*args, **kwargs)
+    except PromptyardAPIError as exc:
+        if exc.status in (404, 405):
+            return default
+        show_api_error(exc)
+    except PromptyardConnectionError as exc:
+        show_connection_error(exc)
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+def flash(message: str) -> None:
+    """Show `message` once, on the next run (survives the rerun after an action)."""
+    st.session_state["_flash"] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop("_flash", None)
+    if message:
+        st.success(message)
+
+
+def parse_json(text: str, what: str) -> dict | None:
+    """Parse a JSON object typed by a person; show a readable error and return None when it is not one."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        st.error(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+        return None
+    if not isinstance(value, dict):
+        st.error(f"{what} must be a JSON object, like {{\"temperature\": 0.2}}.")
+        return None
+    return value
+
+
+def items(page: dict | None) -> list[dict]:
+    """The `items` of a list answer (an empty list for anything else)."""
+    return list((page or {}).get("items") or [])
+
+
+def model_names(api: PromptyardClient) -> list[str]:
+    """Names of the registered models, for pickers."""
+    return [m["name"] for m in items(load(api.list_models))]
+
+
+def prompt_names(api: PromptyardClient) -> list[str]:
+    """Names of the prompts in the library, for pickers."""
+    return [p["name"] for p in items(load(api.list_prompts, limit=500))]
+
+
+def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    """A number for display, or a dash when there is none."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def sidebar() -> None:
+    """API address, health and the API key (entered once per browser session)."""
+    with st.sidebar:
+        st.caption(f"API: {api_url()}")
+        st.text_input("API key", value=st.session_state.get(KEY_STATE, ""), type="password", key="_api_key_input",
+                      on_change=_remember_key,
+                      help="Only needed when the API has auth on (a non-loopback bind or keys created).")
+
+
+def _remember_key() -> None:
+    """Keep the key under a plain session key, so it survives page switches for the whole browser session."""
+    st.session_state[KEY_STATE] = st.session_state.get("_api_key_input", "").strip()
+
+
+def section(options: list[str], key: str) -> str:
+    """A row of choices that stays put across reruns (st.tabs would jump back to the first one)."""
+    pending = st.session_state.pop(f"{key}::goto", None)
+    if pending in options:
+        st.session_state[key] = pending
+    return st.radio("Section", options, horizontal=True, key=key, label_visibility="collapsed")
+
+
+def goto_section(key: str, option: str) -> None:
+    """Open `option` of the section row `key` on the next run."""
+    st.session_state[f"{key}::goto"] = option

@@ -1,0 +1,83 @@
+"""Models: plugins and registered models with status; register, load, unload; what to pull."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from promptyard.ui.common import act, client, flash, items, load, parse_json, show_flash, try_load
+
+st.title("Models")
+show_flash()
+api = client(timeout=600.0)
+
+plugins = items(try_load(api.list_plugins, default={"items": []}))
+models = items(load(api.list_models))
+
+st.subheader("Registered models")
+if not models:
+    st.info("No model is registered yet: register one below (a Hugging Face id or local folder for `transformers`, "
+            "a server URL for `openai-compatible`).")
+else:
+    st.dataframe(
+        pd.DataFrame([{"name": m["name"], "plugin": m.get("plugin"), "source": m.get("source"),
+                       "status": m.get("status"), "quantization": m.get("quantization"),
+                       "preset": m.get("is_preset", False)} for m in models]),
+        hide_index=True, width="stretch",
+    )
+    missing = [m["name"] for m in models if m.get("status") == "not_downloaded"]
+    if missing:
+        st.warning("Weights are not downloaded for: " + ", ".join(missing)
+                   + ". Download them on the server with `promptyard models pull NAME` before running these models.")
+    broken = [m for m in models if m.get("status") == "error"]
+    for model in broken:
+        st.error(f"{model['name']}: {model.get('error') or 'the model could not be loaded.'}")
+    names = [m["name"] for m in models]
+    by_name = {m["name"]: m for m in models}
+    pick, load_col, unload_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+    chosen = pick.selectbox("Model", names, format_func=lambda n: f"{n} ({by_name[n].get('status')})")
+    weights_missing = by_name[chosen].get("status") == "not_downloaded"
+    if load_col.button("Load", disabled=weights_missing, help="Pull its weights first." if weights_missing else None):
+        with st.spinner(f"Loading {chosen}…"):
+            done = act(api.load_model, chosen)
+        if done:
+            flash(f"{chosen} is {done.get('status')}.")
+            st.rerun()
+    if unload_col.button("Unload"):
+        done = act(api.unload_model, chosen)
+        if done:
+            flash(f"{chosen} is {done.get('status')}.")
+            st.rerun()
+
+st.subheader("Register a model")
+# The built-in local backend first: it is what most people register.
+plugin_names = sorted([p["name"] for p in plugins] or ["transformers", "openai-compatible"],
+                      key=lambda n: (n != "transformers", n))
+with st.form("register_model"):
+    cols = st.columns(3)
+    name = cols[0].text_input("Name", placeholder="codet5p-220m")
+    plugin = cols[1].selectbox("Plugin", plugin_names)
+    source = cols[2].text_input("Source", placeholder="Salesforce/codet5p-220m, /models/x or http://host:8000/v1")
+    cols = st.columns(3)
+    quantization = cols[0].selectbox("Quantization", ["(none)", "8bit", "4bit"])
+    params_text = cols[1].text_area("Default params (JSON)", "{}", height=80)
+    pricing_text = cols[2].text_area("Pricing (JSON)", "{}", height=80,
+                                     help='{"input_per_1k": 0.001, "output_per_1k": 0.002} or {"gpu_hour": 2.5}')
+    if st.form_submit_button("Register", type="primary"):
+        params = parse_json(params_text, "Default params")
+        pricing = parse_json(pricing_text, "Pricing")
+        if not name.strip() or not source.strip():
+            st.error("A model needs a name and a source.")
+        elif params is not None and pricing is not None:
+            created = act(api.register_model, name.strip(), plugin, source.strip(),
+                          quantization=None if quantization == "(none)" else quantization,
+                          params=params or None, pricing=pricing or None)
+            if created:
+                flash(f"Registered {created['name']} ({created.get('status')}).")
+                st.rerun()
+
+st.subheader("Plugins")
+if plugins:
+    st.dataframe(pd.DataFrame(plugins), hide_index=True, width="stretch")
+else:
+    st.caption("The API lists no plugins.")

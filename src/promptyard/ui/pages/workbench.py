@@ -1,0 +1,142 @@
+"""Workbench: run a prompt (or raw input) on a model with streaming output; compare side by side; rate."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from promptyard.client import PromptyardAPIError, PromptyardConnectionError
+from promptyard.ui.common import act, client, flash, model_names, prompt_names, show_api_error, \
+    show_connection_error, show_flash
+from promptyard.ui.common import section
+from promptyard.ui.forms import describe_target, missing_required, params_inputs, resolved_version, run_metrics, target_fields, \
+    target_options, variable_inputs
+
+VERSION_CHOICE = re.compile(r"v\d+|label:[\w.-]+")
+
+st.title("Workbench")
+show_flash()
+api = client(timeout=300.0)
+
+models = model_names(api)
+if not models:
+    st.info("No model is registered yet: register one on the Models page, then come back to run prompts.")
+    st.stop()
+
+
+def pick_source(key: str) -> dict | None:
+    """Prompt and version (or raw input) plus variables: the execution fields, or None if not ready."""
+    names = prompt_names(api)
+    mode = st.radio("Input", ["Library prompt", "Raw input"], horizontal=True, key=f"{key}::mode",
+                    index=0 if names else 1)
+    if mode == "Raw input":
+        text = st.text_area("Input text", key=f"{key}::raw", height=160, placeholder="def fibonacci(n):")
+        return {"input": text} if text.strip() else None
+    if not names:
+        st.info("The library is empty: create a prompt on the Library page, or use raw input.")
+        return None
+    current = st.session_state.get("prompt")
+    name = st.selectbox("Prompt", names, index=names.index(current) if current in names else 0, key=f"{key}::prompt")
+    options, prompt = target_options(api, name)
+    option = st.selectbox("Version", options, format_func=lambda o: describe_target(o, prompt), key=f"{key}::target")
+    version = resolved_version(api, name, option, prompt)
+    st.session_state[f"{key}::defaults"] = version.get("params") or {}
+    declared = version.get("variables") or []
+    variables = {}
+    if declared:
+        st.markdown("**Variables**")
+        variables = variable_inputs(declared, key=f"{key}::{name}")
+        missing = missing_required(declared, variables)
+        if missing:
+            st.caption("Fill in " + ", ".join(f"`{m}`" for m in missing) + " to run.")
+            return None
+    return {"prompt": name, **target_fields(option), "variables": variables}
+
+
+def stream_run(fields: dict, model: str, params: dict, cache: bool) -> None:
+    """Run with the output streaming into the page, then keep the record for rating."""
+    stream = api.stream(model, **fields, params=params or None, cache=cache)
+    st.markdown("**Output**")
+    try:
+        st.write_stream(stream)
+    except PromptyardConnectionError as exc:
+        show_connection_error(exc)
+        return
+    except PromptyardAPIError as exc:
+        show_api_error(exc)
+        return
+    if stream.execution:
+        st.session_state["last_execution"] = stream.execution
+
+
+def rating_form(execution: dict) -> None:
+    with st.form(f"rate_{execution['id']}"):
+        rating = st.radio("Rate this output", [1, 2, 3, 4, 5], index=None, horizontal=True,
+                          format_func=lambda r: "★" * r)
+        comment = st.text_input("Comment (optional)")
+        if st.form_submit_button("Submit rating"):
+            if rating is None:
+                st.error("Pick a rating from 1 to 5 stars first.")
+            elif act(api.feedback, execution["id"], rating, comment or None) is not None:
+                flash(f"Thanks: execution {execution['id']} rated {rating}/5.")
+                st.rerun()
+
+
+shown = section(["Run", "Compare side by side"], "bench_section")
+
+if shown == "Run":
+    fields = pick_source("run")
+    model = st.selectbox("Model", models, key="run::model")
+    with st.expander("Parameters", expanded=False):
+        params = params_inputs("run", st.session_state.get("run::defaults"))
+        cache = st.checkbox("Use the response cache", value=True, key="run::cache")
+    ran_now = st.button("Run", type="primary", disabled=fields is None)
+    if ran_now:
+        st.session_state.pop("last_execution", None)
+        stream_run(fields, model, params, cache)
+    last = st.session_state.get("last_execution")
+    if last:
+        if not ran_now:
+            st.markdown("**Output**")
+            st.code(last.get("output") or "", language=None, wrap_lines=True)
+        st.caption(f"Execution {last['id']} · {last.get('prompt') or 'raw input'}"
+                   + (f" v{last['version']}" if last.get("version") else "")
+                   + f" · {last.get('model', '')} · {last.get('status', '')}")
+        run_metrics(last)
+        rating_form(last)
+
+if shown == "Compare side by side":
+    st.caption("Run the same variables through two versions or two models and compare the outputs.")
+    fields = pick_source("cmp")
+    left, right = st.columns(2)
+    with left:
+        model_a = st.selectbox("Model A", models, key="cmp::model_a")
+        option_a = st.text_input("Version A (blank: as chosen above; `label:production` or `v2`)", key="cmp::ver_a")
+    with right:
+        model_b = st.selectbox("Model B", models, index=min(1, len(models) - 1), key="cmp::model_b")
+        option_b = st.text_input("Version B (blank: as chosen above)", key="cmp::ver_b")
+    with st.expander("Parameters", expanded=False):
+        params_cmp = params_inputs("cmp", st.session_state.get("cmp::defaults"))
+    if st.button("Run both", type="primary", disabled=fields is None):
+        results = []
+        for model_name, option in ((model_a, option_a), (model_b, option_b)):
+            run_fields = dict(fields)
+            if option.strip() and not VERSION_CHOICE.fullmatch(option.strip()):
+                st.error(f"'{option}' is not a version choice: write `v2` or `label:production`.")
+                results = []
+                break
+            if option.strip() and "prompt" in run_fields:
+                run_fields.pop("version", None)
+                run_fields.pop("label", None)
+                run_fields.update(target_fields(option.strip()))
+            results.append(act(api.execute, model_name, **run_fields, params=params_cmp or None))
+        st.session_state["compare_results"] = results
+    for column, result in zip(st.columns(2), st.session_state.get("compare_results") or []):
+        with column:
+            if result:
+                st.markdown(f"**{result.get('model')}** · {result.get('prompt') or 'raw input'}"
+                            + (f" v{result['version']}" if result.get("version") else "")
+                            + f" · {result.get('status')}")
+                st.code(result.get("output") or "", language=None, wrap_lines=True)
+                run_metrics(result)

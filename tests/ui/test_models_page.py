@@ -1,0 +1,57 @@
+"""Models page: status table, register (with garbage rejected), load and unload."""
+
+from __future__ import annotations
+
+from tests.ui.ui_helpers import assert_no_crash, texts
+
+
+def test_empty_registry_says_what_to_do(open_page):
+    at = open_page("models")
+    assert "No model is registered yet" in texts(at)
+
+
+def test_lists_models_and_unloads(open_page, echo_model):
+    at = open_page("models")
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["echo"]
+    next(b for b in at.button if b.label == "Unload").click().run()
+    assert_no_crash(at)
+    assert "echo is" in texts(at)
+
+
+def test_register_rejects_bad_json_and_bad_names(open_page, api):
+    at = open_page("models")
+    form_inputs = {t.label: t for t in at.text_input}
+    form_inputs["Name"].input("good-name")
+    form_inputs["Source"].input("/nowhere")
+    next(t for t in at.text_area if t.label == "Pricing (JSON)").input("{not json")
+    next(b for b in at.button if b.label == "Register").click().run()
+    assert_no_crash(at)
+    assert "Pricing is not valid JSON" in texts(at)
+    assert api.list_models()["total"] == 0
+
+    form_inputs = {t.label: t for t in at.text_input}
+    form_inputs["Name"].input("Bad Name")
+    next(t for t in at.text_area if t.label == "Pricing (JSON)").input("{}")
+    next(b for b in at.button if b.label == "Register").click().run()
+    assert_no_crash(at)
+    assert "'name'" in texts(at)
+    assert api.list_models()["total"] == 0
+
+
+def test_missing_weights_are_explained_and_load_is_disabled(open_page, api):
+    api.register_model("ghost", "transformers", "nobody/not-downloaded-anywhere")
+    assert api.get_model("ghost")["status"] == "not_downloaded"
+    at = open_page("models")
+    assert_no_crash(at)
+    assert any("Weights are not downloaded for: ghost" in w.value for w in at.warning)
+    assert next(b for b in at.button if b.label == "Load").disabled
+
+
+def test_load_a_tiny_transformers_model(open_page, api, tiny_gpt2_dir):
+    api.register_model("tiny", "transformers", str(tiny_gpt2_dir))
+    at = open_page("models")
+    next(b for b in at.button if b.label == "Load").click().run()
+    assert_no_crash(at)
+    assert api.get_model("tiny")["status"] == "loaded"
+    assert "tiny is loaded." in texts(at)
