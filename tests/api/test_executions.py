@@ -181,6 +181,8 @@ def test_feedback(client, echo):
     for bad in ({"rating": 0}, {"rating": 6}, {"rating": "five"}, {}, {"rating": 3, "extra": 1}):
         assert client.post(f"/api/v1/executions/{execution_id}/feedback", json=bad).status_code == 422, bad
     assert client.post("/api/v1/executions/999/feedback", json={"rating": 3}).status_code == 404
+    feedback = client.get(f"/api/v1/executions/{execution_id}").get_json()["feedback"]
+    assert [(entry["rating"], entry["comment"]) for entry in feedback] == [(5, "great")]
     analytics = client.get("/api/v1/analytics?group_by=model").get_json()
     assert analytics["items"][0]["mean_rating"] == 5.0
 

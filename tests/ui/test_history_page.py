@@ -37,6 +37,13 @@ def test_log_detail_and_filters(open_page, runs):
     assert "No executions match these filters" in texts(at)
 
 
+def test_detail_shows_the_rating(open_page, runs, api):
+    _, second = runs
+    api.feedback(second["id"], 4, "close enough")
+    at = open_page("history")
+    assert any("★★★★  close enough" in m.value for m in at.markdown)
+
+
 def test_export_offers_a_download(open_page, runs):
     at = open_page("history")
     next(r for r in at.radio if r.label == "Format").set_value("csv").run()

@@ -140,8 +140,9 @@ def export_executions(query: ExportQuery):
 
 @api.get("/executions/<int:execution_id>")
 def get_execution(path: ExecutionPath):
-    """One execution."""
-    return execution_to_dict(history.get_execution(path.execution_id))
+    """One execution, with its feedback."""
+    row = history.get_execution(path.execution_id)
+    return {**execution_to_dict(row), "feedback": [feedback_service.feedback_to_dict(f) for f in row.feedback]}
 
 
 @api.post("/executions/<int:execution_id>/feedback", responses={201: None})

@@ -90,10 +90,8 @@ cols[3].metric("Cost", cost_text(record.get("cost")))
 st.markdown("**Params**")
 st.json(record.get("params") or {}, expanded=False)
 st.markdown("**Feedback**")
-if "feedback" not in record:
-    st.caption("This API does not return ratings with an execution; the Dashboard shows mean ratings.")
-elif record["feedback"]:
-    entries = record["feedback"] if isinstance(record["feedback"], list) else [record["feedback"]]
+if record.get("feedback"):
+    entries = record["feedback"]
     for entry in entries:
         st.write(f"{'★' * int(entry.get('rating') or 0)}  {entry.get('comment') or ''}")
 else:
