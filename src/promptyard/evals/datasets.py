@@ -69,17 +69,21 @@ def normalize_task_id(dataset: str, task_id: object) -> str:
     return text
 
 
-def _bad(path: Path | str, line: int, message: str) -> Unprocessable:
-    return Unprocessable(
-        f"{path}, line {line}: {message}", code="invalid_dataset", details={"path": str(path), "line": line}
-    )
+def _bad(path: Path | str, line: int, message: str, code: str = "invalid_dataset") -> Unprocessable:
+    return Unprocessable(f"{path}, line {line}: {message}", code=code, details={"path": str(path), "line": line})
 
 
-def read_jsonl(path: Path | str) -> Iterable[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a clear error names a line that is not a JSON object."""
+def read_jsonl(path: Path | str, *, kind: str = "dataset") -> Iterable[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a clear error names a line that is not a JSON object.
+
+    `kind` ("dataset" or "samples") names the file in errors and picks their codes.
+    """
     path = Path(path)
     if not path.is_file():
-        raise NotFound(f"Dataset file {path} does not exist.", code="dataset_file_not_found", details={"path": str(path)})
+        missing_code = "dataset_file_not_found" if kind == "dataset" else "samples_not_found"
+        raise NotFound(f"{kind.capitalize()} file {path} does not exist.", code=missing_code,
+                       details={"path": str(path)})
+    code = f"invalid_{kind}"
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         for number, text in enumerate(handle, start=1):
@@ -88,9 +92,9 @@ def read_jsonl(path: Path | str) -> Iterable[tuple[int, dict]]:
             try:
                 row = json.loads(text)
             except ValueError as exc:
-                raise _bad(path, number, f"not valid JSON ({exc.msg}).") from None
+                raise _bad(path, number, f"not valid JSON ({exc.msg}).", code) from None
             if not isinstance(row, dict):
-                raise _bad(path, number, "expected a JSON object.")
+                raise _bad(path, number, "expected a JSON object.", code)
             yield number, row
 
 

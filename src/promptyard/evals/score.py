@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from promptyard.errors import NotFound, Unprocessable
+from promptyard.errors import Unprocessable
 from promptyard.evals import passk
-from promptyard.evals.datasets import Dataset, normalize_task_id
+from promptyard.evals.datasets import Dataset, normalize_task_id, read_jsonl
 from promptyard.evals.sandbox import DEFAULT_TIMEOUT, Sandbox, SandboxResult
 
 
@@ -31,26 +31,14 @@ def _bad_line(path, line: int, message: str) -> Unprocessable:
 
 def read_samples(path: Path | str, dataset: Dataset) -> list[Sample]:
     """Every sample line, checked before anything runs: JSON object, known task_id, string completion."""
-    path = Path(path)
-    if not path.is_file():
-        raise NotFound(f"Sample file {path} does not exist.", code="samples_not_found")
     samples = []
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError as exc:
-                raise _bad_line(path, number, f"not valid JSON ({exc.msg}).") from None
-            if not isinstance(row, dict):
-                raise _bad_line(path, number, "expected a JSON object with task_id and completion.")
-            if "task_id" not in row or not isinstance(row["task_id"], (str, int)):
-                raise _bad_line(path, number, "missing or invalid 'task_id'.")
-            if not isinstance(row.get("completion"), str):
-                raise _bad_line(path, number, "missing 'completion' (a string).")
-            task = dataset.get(row["task_id"], line=number)
-            samples.append(Sample(number, task.task_id, row["completion"], row))
+    for number, row in read_jsonl(path, kind="samples"):
+        if "task_id" not in row or not isinstance(row["task_id"], (str, int)):
+            raise _bad_line(path, number, "missing or invalid 'task_id'.")
+        if not isinstance(row.get("completion"), str):
+            raise _bad_line(path, number, "missing 'completion' (a string).")
+        task = dataset.get(row["task_id"], line=number)
+        samples.append(Sample(number, task.task_id, row["completion"], row))
     if not samples:
         raise Unprocessable(f"{path} holds no samples.", code="invalid_samples", details={"line": 0})
     return samples
