@@ -14,7 +14,7 @@ from promptyard.errors import NotFound, Unprocessable
 from promptyard.evals import passk
 from promptyard.evals.datasets import Dataset, Task, load_dataset
 from promptyard.evals.extract import extract
-from promptyard.evals.sandbox import Program, Sandbox
+from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from promptyard.errors import Unprocessable
 from promptyard.evals import passk
-from promptyard.evals.datasets import Dataset, normalize_task_id, read_jsonl
+from promptyard.evals.datasets import Dataset, read_jsonl
 from promptyard.evals.sandbox import DEFAULT_TIMEOUT, Sandbox, SandboxResult
 
 

@@ -18,7 +18,6 @@ from promptyard.db.models import (
     ExperimentAssignment,
     Feedback,
     Prompt,
-    PromptVersion,
 )
 from promptyard.errors import Conflict, NotFound, Unprocessable
 from promptyard.prompts.library import get_version
