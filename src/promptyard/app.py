@@ -46,28 +46,17 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     db.init_app(app)
     migrations.init_app(app)
     init_api(app)
-    _init_optional(app)
+    _init_extensions(app)
     return app
 
 
-def _init_optional(app: OpenAPI) -> None:
-    """Extensions added by later layers register themselves here, each with its own init_app."""
-    from promptyard.optional import import_optional
+def _init_extensions(app: OpenAPI) -> None:
+    """The resource layers, each with its own init_app: plugins, loaded models, execution, jobs."""
+    from promptyard import execution, jobs, models
+    from promptyard.plugins import registry
 
-    for module_name in app.config.get("PROMPTYARD_EXTENSIONS", DEFAULT_EXTENSIONS):
-        module = import_optional(module_name)
-        if module is not None and hasattr(module, "init_app"):
-            module.init_app(app)
-
-
-# Resource modules with an init_app(app); a module not yet present is skipped.
-DEFAULT_EXTENSIONS = (
-    "promptyard.plugins.registry",
-    "promptyard.models",
-    "promptyard.execution",
-    "promptyard.jobs",
-    "promptyard.evals",
-)
+    for extension in (registry, models, execution, jobs):
+        extension.init_app(app)
 
 
 def _version() -> str:

@@ -188,16 +188,12 @@ def default_generator_app(database_url, tmp_path):
         db.engine.dispose()
 
 
-def test_default_generator_needs_the_pipeline_or_a_known_model(default_generator_app):
+def test_default_generator_needs_a_known_model(default_generator_app):
     from promptyard.errors import PromptyardError
-    from promptyard.optional import import_optional
 
     with pytest.raises(PromptyardError) as caught:
         runs.create_run("humaneval", "no-such-model", limit=1, submit=False)
-    if import_optional("promptyard.execution.pipeline") is None:
-        assert caught.value.code == "pipeline_unavailable"
-    else:
-        assert caught.value.status == 404 and caught.value.code == "model_not_found"
+    assert caught.value.status == 404 and caught.value.code == "model_not_found"
     assert db.session.query(EvalRun).count() == 0
 
 

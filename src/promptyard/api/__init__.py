@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import redirect
 from flask_openapi3 import OpenAPI
 
-from promptyard.api.errors import register_error_handlers
-from promptyard.optional import import_optional
+import importlib
 
-# Each module exposes `api` (an APIBlueprint or APIView); a module not yet written is skipped.
+from promptyard.api.errors import register_error_handlers
+
+# Each module exposes `api`, an APIBlueprint.
 BLUEPRINT_MODULES = (
     "promptyard.api.health",
     "promptyard.api.keys",
@@ -29,9 +30,7 @@ def init_app(app: OpenAPI) -> None:
     limits.init_app(app)
     auth.init_app(app)
     for module_name in BLUEPRINT_MODULES:
-        module = import_optional(module_name)
-        if module is not None:
-            app.register_api(module.api)
+        app.register_api(importlib.import_module(module_name).api)
 
     @app.get("/api/docs", doc_ui=False)
     def api_docs():

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 from flask.cli import FlaskGroup
 
-from promptyard.optional import import_optional
-
-# Each module exposes `command` (a click command or group); a module not yet written is skipped.
+# Each module exposes `command`, a click command or group.
 COMMAND_MODULES = (
     "promptyard.cli.up",
     "promptyard.cli.keys",
@@ -46,6 +46,4 @@ def main() -> None:
 
 
 for _module_name in COMMAND_MODULES:
-    _module = import_optional(_module_name)
-    if _module is not None:
-        main.add_command(_module.command)
+    main.add_command(importlib.import_module(_module_name).command)

@@ -10,12 +10,16 @@ from sqlalchemy import case, func, select
 
 from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
+from promptyard.db.models import PromptVersion
 from promptyard.errors import NotFound, Unprocessable
 from promptyard.evals import passk
 from promptyard.evals.datasets import Dataset, Task, load_dataset
 from promptyard.evals.extract import extract
 from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
+from promptyard.execution.pipeline import ExecutionRequest, execute
+from promptyard.models import service as models_service
+from promptyard.prompts import library
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +33,6 @@ CHAT_INSTRUCTION = "Complete the following Python function. Answer with the whol
 
 def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | None]:
     """Generate through the execution pipeline, so the generation is recorded and cached like any other."""
-    from promptyard.execution.pipeline import ExecutionRequest, execute
-
     request = ExecutionRequest(
         model=run.model_name,
         prompt=run.prompt_name,
@@ -57,8 +59,6 @@ def _raw_input(run: EvalRun, task: Task) -> str | list[dict]:
 
 def _task_variables(run: EvalRun, task: Task) -> dict:
     """The task's fields the prompt version declares (templates refuse undeclared variables)."""
-    from promptyard.db.models import PromptVersion
-
     offered = {"prompt": task.prompt, "task_id": task.task_id, "entry_point": task.entry_point}
     version = db.session.get(PromptVersion, run.version_id)
     declared = {spec.get("name") for spec in (version.variables or [])} if version is not None else set(offered)
@@ -72,27 +72,13 @@ def _generator() -> Generator:
 def _resolve_prompt(prompt: str | None, version: int | None, label: str | None):
     if not prompt:
         return None
-    from promptyard.optional import import_optional
-
-    library = import_optional("promptyard.prompts.library")
-    if library is None:
-        raise Unprocessable("Prompts are not available in this installation.", code="prompts_unavailable")
     return library.resolve_version(prompt, version=version, label=label)
 
 
 def _check_generation(model: str) -> None:
-    """With the default generator, the pipeline must exist and the model must be registered."""
-    if _generator() is not pipeline_generate:
-        return
-    from promptyard.errors import Unavailable
-    from promptyard.optional import import_optional
-
-    if import_optional("promptyard.execution.pipeline") is None:
-        raise Unavailable("The execution pipeline is not installed; evaluation runs cannot generate.",
-                          code="pipeline_unavailable")
-    service = import_optional("promptyard.models.service")
-    if service is not None:
-        service.get_model(model)  # an unknown model is a 404, like everywhere else it is named
+    """With the default generator, the model must be registered (a 404, like everywhere else it is named)."""
+    if _generator() is pipeline_generate:
+        models_service.get_model(model)
 
 
 def create_run(
