@@ -45,7 +45,7 @@ def test_run_raw_input(client, echo):
     assert body["status"] == "succeeded" and body["output"] == "echo: hello"
     for field in ("id", "cache_hit", "latency_ms", "tokens_in", "tokens_out", "cost", "prompt", "version"):
         assert field in body
-    assert client.get(f"/api/v1/executions/{body['id']}").get_json() == body
+    assert client.get(f"/api/v1/executions/{body['id']}").get_json() == {**body, "feedback": []}
 
 
 def test_run_chat_input(client, echo):
