@@ -102,6 +102,28 @@ def test_models_plugins_load_and_unload(api, live_api):
     assert caught.value.status == 404
 
 
+def test_pull_model_and_pull_status(api, live_api, monkeypatch):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    api.register_model("ghost", "transformers", "nobody/not-downloaded-anywhere")
+    assert api.pull_status("ghost")["state"] == "idle"
+    assert api.pull_model("ghost")["state"] == "running"
+    for _ in range(600):
+        pull = api.pull_status("ghost")
+        if pull["state"] != "running":
+            break
+        time.sleep(0.05)
+    assert pull["state"] == "failed" and pull["error"]["code"] == "hub_unreachable"
+    api.register_model("served", "openai-compatible", "http://127.0.0.1:9/v1", options={"model": "coder"})
+    with pytest.raises(PromptyardAPIError) as caught:
+        api.pull_model("served")
+    assert (caught.value.status, caught.value.code) == (422, "nothing_to_pull")
+    with pytest.raises(PromptyardAPIError) as caught:
+        api.pull_status("missing")
+    assert caught.value.status == 404
+
+
 @pytest.fixture
 def library(api, live_api):
     """A prompt with two versions and the echo model."""

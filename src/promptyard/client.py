@@ -304,6 +304,14 @@ class PromptyardClient:
         """Free a loaded model; returns it with its new status."""
         return self._json("POST", f"/api/v1/models/{name}/unload")
 
+    def pull_model(self, name: str) -> dict:
+        """Start downloading a model's weights on the server (admin); returns the pull's state."""
+        return self._json("POST", f"/api/v1/models/{name}/pull")
+
+    def pull_status(self, name: str) -> dict:
+        """A model's latest pull: state, downloaded_bytes, total_bytes, error, started_at, finished_at."""
+        return self._json("GET", f"/api/v1/models/{name}/pull")
+
     # Executions
 
     @staticmethod

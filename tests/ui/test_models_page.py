@@ -55,3 +55,20 @@ def test_load_a_tiny_transformers_model(open_page, api, tiny_gpt2_dir):
     assert_no_crash(at)
     assert api.get_model("tiny")["status"] == "loaded"
     assert "tiny is loaded." in texts(at)
+
+
+def test_pull_shows_why_the_download_failed(open_page, api):
+    # The hub is unreachable here, so the pull really runs and really fails; the page shows the API's reason.
+    api.register_model("ghost", "transformers", "nobody/not-downloaded-anywhere")
+    at = open_page("models")
+    next(b for b in at.button if b.label == "Pull").click().run()
+    assert_no_crash(at)
+    pull = api.pull_status("ghost")
+    assert pull["state"] == "failed"
+    assert f"Pulling ghost failed: {pull['error']['message']}" in [e.value for e in at.error]
+    assert api.get_model("ghost")["status"] == "not_downloaded"
+
+
+def test_pull_is_offered_only_for_models_without_weights(open_page, echo_model):
+    at = open_page("models")
+    assert not any(b.label == "Pull" for b in at.button)

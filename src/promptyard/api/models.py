@@ -1,4 +1,4 @@
-"""Plugins and registered models: list, register, show, load and unload."""
+"""Plugins and registered models: list, register, show, load, unload and pull."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from promptyard.api.auth import require_role
-from promptyard.models import service
+from promptyard.models import pulls, service
 from promptyard.plugins.registry import get_registry
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -96,3 +96,16 @@ def unload_model(path: ModelPath):
     """Free a loaded model's memory."""
     service.unload_model(path.name)
     return service.model_to_dict(service.get_model(path.name))
+
+
+@api.post("/models/<name>/pull", responses={202: None})
+@require_role("admin")
+def pull_model(path: ModelPath):
+    """Download a model's weights in the background; follow it with GET (progress is kept per server process)."""
+    return pulls.start_pull(path.name), 202
+
+
+@api.get("/models/<name>/pull")
+def pull_status(path: ModelPath):
+    """The model's latest pull: state (idle, running, succeeded, failed), bytes so far and the error if it failed."""
+    return pulls.pull_status(path.name)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from promptyard.errors import Unavailable, Unprocessable
+from promptyard.plugins.base import LLMPlugin, Progress
+
+if TYPE_CHECKING:
+    from promptyard.db.models import ModelConfig
 
 TRUTHY = ("1", "true", "yes", "on")
 
@@ -16,14 +21,34 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUTHY or bool(constants.HF_HUB_OFFLINE)
 
 
-def pull_model(name: str, *, progress: bool = True) -> str:
-    """Fetch a registered model's weights through its plugin (tqdm progress bars); returns the folder they are in."""
+def plugin_for(name: str) -> tuple[ModelConfig, LLMPlugin]:
+    """A registered model's row and a fresh instance of its plugin (404 when the model is unknown)."""
     from promptyard.models.service import get_model
     from promptyard.plugins.registry import get_registry
 
     row = get_model(name)
     plugin = get_registry().create(row.plugin, row.source, revision=row.revision, quantization=row.quantization,
                                    options=dict(row.options or {}))
+    return row, plugin
+
+
+def has_weights(plugin: LLMPlugin) -> bool:
+    """Whether the plugin fetches anything: plugins that keep the base `download` (URL-served ones) do not."""
+    return type(plugin).download is not LLMPlugin.download
+
+
+def nothing_to_pull(row: ModelConfig) -> Unprocessable:
+    """The error for a model served from elsewhere (a URL): it has no weights here."""
+    return Unprocessable(
+        f"Model '{row.name}' uses the '{row.plugin}' plugin, which serves it from '{row.source}': "
+        "there are no weights to pull.",
+        code="nothing_to_pull", details={"model": row.name},
+    )
+
+
+def pull_model(name: str, *, progress: Progress = True) -> str:
+    """Fetch a registered model's weights through its plugin (tqdm bars or a bytes callback); returns their folder."""
+    row, plugin = plugin_for(name)
     offline = hub_offline()
     if offline and plugin.status() == "not_downloaded":
         # Said here, without a hub call: huggingface_hub reads HF_HUB_OFFLINE once, at import.
@@ -35,11 +60,7 @@ def pull_model(name: str, *, progress: bool = True) -> str:
             raise
         raise unreachable(name, row.source, offline, reason=_root_cause(exc)) from exc
     if folder is None:
-        raise Unprocessable(
-            f"Model '{name}' uses the '{row.plugin}' plugin, which serves it from '{row.source}': "
-            "there are no weights to pull.",
-            code="nothing_to_pull", details={"model": name},
-        )
+        raise nothing_to_pull(row)
     return folder
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Generator, Iterator, Literal, Union
+from typing import Any, Callable, ClassVar, Generator, Iterator, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 PromptInput = Union[str, list[dict[str, str]]]
 
 STATUSES = ("available", "not_downloaded", "loaded", "error")
+
+# `download(progress=...)`: True/False for tqdm bars on the terminal, or a callback given (downloaded, total) bytes.
+Progress = Union[bool, Callable[[int, Union[int, None]], None]]
 
 
 class GenerationParams(BaseModel):
@@ -122,7 +125,7 @@ class LLMPlugin(AgentTool):
         """Memory the loaded model holds (the ModelManager's budget counts it); 0 when nothing is loaded."""
         return 0
 
-    def download(self, progress: bool = True) -> str | None:
+    def download(self, progress: Progress = True) -> str | None:
         """Fetch what load() needs (weights); plugins with nothing to fetch do nothing and return None."""
         return None
 

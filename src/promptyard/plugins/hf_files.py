@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from promptyard.errors import NotFound, Unavailable
+from promptyard.plugins.base import Progress
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 
@@ -48,8 +50,8 @@ def missing_weights_error(repo_id: str) -> Unavailable:
     )
 
 
-def download_snapshot(repo_id: str, *, revision: str | None, cache_dir: str | None, progress: bool) -> str:
-    """Download a hub model into the cache (tqdm progress bars) and return its folder; errors say how to fix."""
+def download_snapshot(repo_id: str, *, revision: str | None, cache_dir: str | None, progress: Progress) -> str:
+    """Download a hub model into the cache (tqdm bars, or a bytes callback) and return its folder; errors say how."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -60,7 +62,9 @@ def download_snapshot(repo_id: str, *, revision: str | None, cache_dir: str | No
     )
 
     kwargs = {"revision": revision, "cache_dir": cache_dir}
-    if not progress:
+    if callable(progress):
+        kwargs["tqdm_class"] = reporting_tqdm(progress)
+    elif not progress:
         from tqdm.auto import tqdm
 
         class _Silent(tqdm):
@@ -110,3 +114,32 @@ def _is_network_error(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def reporting_tqdm(report: Callable[[int, int | None], None]):
+    """A silent tqdm class for snapshot_download that passes the byte count of its overall bar to `report`."""
+    from tqdm.auto import tqdm
+
+    class _Reporting(tqdm):
+        def __init__(self, *args, **kw):
+            # snapshot_download sums every file's bytes into its "Reconstructing" bar; others count files or wire bytes.
+            self._reports = kw.get("unit") == "B" and str(kw.get("desc", "")).startswith("Reconstructing")
+            self._bytes = int(kw.get("initial") or 0)
+            kw["disable"] = True
+            super().__init__(*args, **kw)
+
+        def update(self, n=1):
+            # A disabled tqdm counts nothing, so the bytes are summed here.
+            super().update(n)
+            self._bytes += int(n or 0)
+            self._report()
+
+        def refresh(self, *args, **kw):
+            super().refresh(*args, **kw)
+            self._report()
+
+        def _report(self):
+            if self._reports:
+                report(self._bytes, int(self.total) if self.total else None)
+
+    return _Reporting

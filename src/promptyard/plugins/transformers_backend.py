@@ -14,7 +14,7 @@ from typing import Any, Generator
 from typing import TYPE_CHECKING
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
-from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput
+from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, Progress, PromptInput
 from promptyard.plugins.hf_files import (
     cached_snapshot,
     download_snapshot,
@@ -107,7 +107,7 @@ class TransformersPlugin(LLMPlugin):
             return "error"
         return "available" if cached_snapshot(self.source, self.revision, self.cache_dir) else "not_downloaded"
 
-    def download(self, progress: bool = True) -> str:
+    def download(self, progress: Progress = True) -> str:
         """Fetch the weights into the Hugging Face cache (a local folder needs nothing); returns the folder."""
         folder = local_folder(self.source)
         if folder is not None:

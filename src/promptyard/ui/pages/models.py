@@ -1,11 +1,34 @@
-"""Models: plugins and registered models with status; register, load, unload; what to pull."""
+"""Models: plugins and registered models with status; register, load, unload, and pull weights with progress."""
 
 from __future__ import annotations
+
+import time
 
 import pandas as pd
 import streamlit as st
 
 from promptyard.ui.common import act, client, flash, items, load, parse_json, show_flash, try_load
+
+POLL_SECONDS = 0.5
+
+
+def follow_pull(name: str) -> dict | None:
+    """Show a progress bar polled from the API until the pull ends; returns its final state."""
+    bar = st.progress(0.0, text=f"Pulling {name}…")
+    while True:
+        pull = act(api.pull_status, name)
+        if pull is None or pull["state"] != "running":
+            break
+        done, total = pull["downloaded_bytes"], pull["total_bytes"]
+        of_total = f" of {total / 1e6:.1f} MB" if total else ""
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=f"Pulling {name}: {done / 1e6:.1f} MB{of_total}")
+        time.sleep(POLL_SECONDS)
+    if pull and pull["state"] == "succeeded":
+        bar.progress(1.0, text=f"{name} is downloaded.")
+    else:
+        bar.empty()
+    return pull
+
 
 st.title("Models")
 show_flash()
@@ -28,13 +51,13 @@ else:
     missing = [m["name"] for m in models if m.get("status") == "not_downloaded"]
     if missing:
         st.warning("Weights are not downloaded for: " + ", ".join(missing)
-                   + ". Download them on the server with `promptyard models pull NAME` before running these models.")
+                   + ". Pull them here (or run `promptyard models pull NAME` on the server) before running them.")
     broken = [m for m in models if m.get("status") == "error"]
     for model in broken:
         st.error(f"{model['name']}: {model.get('error') or 'the model could not be loaded.'}")
     names = [m["name"] for m in models]
     by_name = {m["name"]: m for m in models}
-    pick, load_col, unload_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+    pick, pull_col, load_col, unload_col = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
     chosen = pick.selectbox("Model", names, format_func=lambda n: f"{n} ({by_name[n].get('status')})")
     weights_missing = by_name[chosen].get("status") == "not_downloaded"
     if load_col.button("Load", disabled=weights_missing, help="Pull its weights first." if weights_missing else None):
@@ -48,6 +71,13 @@ else:
         if done:
             flash(f"{chosen} is {done.get('status')}.")
             st.rerun()
+    if weights_missing and pull_col.button("Pull", help="Download its weights on the server."):
+        pulled = follow_pull(chosen) if act(api.pull_model, chosen) else None
+        if pulled and pulled["state"] == "succeeded":
+            flash(f"{chosen} is downloaded.")
+            st.rerun()
+        elif pulled and pulled["state"] == "failed":
+            st.error(f"Pulling {chosen} failed: {pulled['error']['message']}")
 
 st.subheader("Register a model")
 # The built-in local backend first: it is what most people register.
