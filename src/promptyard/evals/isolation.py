@@ -151,31 +151,26 @@ def claim_uid() -> int:
     raise OSError("no free sandbox uid")
 
 
-def slot_uid(slot: int) -> int:
-    return claim_uid() if os.geteuid() == 0 else BASE_UID + slot
-
-
-def apply_limits(limits: Limits, cpu_seconds: int) -> None:
-    """Set the rlimits; the CPU limit is a backstop behind the wall-clock timeout."""
+def apply_limits(limits: dict, cpu_seconds: int) -> None:
+    """Set the rlimits from a `Limits.to_dict()`; the CPU limit is a backstop behind the wall-clock timeout."""
     for name, value in (
-        (resource.RLIMIT_AS, limits.address_space),
+        (resource.RLIMIT_AS, limits["address_space"]),
         (resource.RLIMIT_CPU, cpu_seconds),
-        (resource.RLIMIT_FSIZE, limits.file_size),
-        (resource.RLIMIT_NOFILE, limits.open_files),
-        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_FSIZE, limits["file_size"]),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_NPROC, limits["processes"]),
         (resource.RLIMIT_CORE, 0),
     ):
         resource.setrlimit(name, (value, value))
 
 
-def drop_privileges(isolation: Isolation, uid: int) -> None:
+def drop_privileges(uid: int) -> None:
     """Become an unprivileged uid (only possible, and only needed, when running as root)."""
     if os.geteuid() != 0:
         return
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)
-    isolation.uid = uid
 
 
 def become_subreaper() -> None:
@@ -183,8 +178,12 @@ def become_subreaper() -> None:
 
 
 def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL us when our parent dies, and forbid gaining privileges (setuid binaries)."""
+    """Ask the kernel to SIGKILL us when our parent dies."""
     _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+
+
+def no_new_privileges() -> None:
+    """Forbid gaining privileges through setuid binaries, for us and every process we fork from now on."""
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
@@ -273,14 +272,14 @@ def expose_python(paths: list[str]) -> list[str]:
                 needed.setdefault(closed, []).append(os.path.abspath(path))
     if not needed:
         return []
-    import tempfile
-
     for closed, inner in needed.items():
         # Keep only outermost folders; stage them before the tmpfs hides the originals.
         inner = sorted(p for p in set(inner) if not any(p != q and p.startswith(q + os.sep) for q in inner))
         stages = []
         for path in inner:
-            stage = tempfile.mkdtemp(prefix="promptyard-stage-")
+            # Not tempfile.mkdtemp: importing tempfile would load shutil, random, bz2... into every worker.
+            stage = f"/tmp/promptyard-stage-{os.getpid()}-{os.urandom(6).hex()}"
+            os.mkdir(stage, 0o700)
             _mount(path, stage, None, MS_BIND | MS_REC)
             stages.append((path, stage))
         _mount("tmpfs", closed, "tmpfs", 0, "mode=0755,size=1m")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import queue
+import struct
 import subprocess
 import sys
 import threading
@@ -55,7 +56,7 @@ def default_workers() -> int:
 
 
 class _Worker:
-    """One pre-started worker process, spoken to over JSON lines on its stdin and stdout."""
+    """One pre-started worker process, spoken to in length-prefixed marshal frames on its stdin and stdout."""
 
     def __init__(self, slot: int, namespaces: bool = True) -> None:
         self.slot = slot
@@ -73,22 +74,22 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             env=env,
             cwd="/",
-            text=True,
-            bufsize=1,
         )
 
-    def send(self, line: str) -> None:
-        self.proc.stdin.write(line)
+    def send(self, frame: bytes) -> None:
+        self.proc.stdin.write(frame)
         self.proc.stdin.flush()
 
     def receive(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
+        header = self.proc.stdout.read(4)
+        size = struct.unpack("<I", header)[0] if len(header) == 4 else -1
+        payload = self.proc.stdout.read(size) if size > 0 else b""
+        if len(payload) != size:
             raise RuntimeError(f"sandbox worker {self.slot} died")
-        return json.loads(line)
+        return marshal.loads(payload)
 
     def run(self, job: dict) -> dict:
-        self.send(json.dumps(job) + "\n")
+        self.send(frame(job))
         return self.receive()
 
     def close(self) -> None:
@@ -178,14 +179,14 @@ class Sandbox:
                         program = todo.get_nowait()
                     except queue.Empty:
                         break
-                    line = json.dumps(self._job(program)) + "\n"
-                    if in_flight and len(line) > PIPELINE_MAX_JOB:
+                    job = frame(self._job(program))
+                    if in_flight and len(job) > PIPELINE_MAX_JOB:
                         # A big job waits its turn: two of them queued in the pipe could fill it while the
                         # worker is blocked writing a big result to us (a deadlock).
                         todo.put(program)
                         break
                     try:
-                        worker.send(line)
+                        worker.send(job)
                     except OSError:
                         todo.put(program)  # never started: it runs on the replacement
                         if in_flight:
@@ -237,6 +238,12 @@ class Sandbox:
             yield program, result
         for thread in threads:
             thread.join()
+
+
+def frame(value: dict) -> bytes:
+    """A job as the worker reads it (worker.read_frame): a 4-byte length, then marshal."""
+    payload = marshal.dumps(value)
+    return struct.pack("<I", len(payload)) + payload
 
 
 def _crashed(exc: BaseException) -> dict:

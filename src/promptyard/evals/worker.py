@@ -6,10 +6,11 @@ fork of this process, and on virtual machines a fork costs in proportion to the 
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import select
 import signal
+import struct
 import sys
 import time
 
@@ -25,9 +26,10 @@ PRELOADED = ("typing", "re", "math", "collections", "itertools", "functools", "h
 
 # Worker-wide facts, set once in main().
 STATE = {"network_namespace": False, "pid_namespace": False, "no_uid_drop": None, "namespaces": True,
-         "scratch": "/tmp"}
+         "scratch": "/tmp", "isolation": None}
 
 _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
+_REPORTED_VERDICTS = ("passed", "failed", "error", "memory")
 
 
 # Compiled test code per test text (tests come from the dataset, never from the model): compiled once here,
@@ -65,11 +67,12 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
         result_fd = 3
         os.dup2(fds["result"], result_fd)
         os.closerange(4, 1 << 16)
-        limits = isolation.Limits(**job.get("limits", {}))
-        isolation.apply_limits(limits, cpu_seconds=int(job["timeout"]) + 1)
+        isolation.apply_limits(job["limits"], cpu_seconds=int(job["timeout"]) + 1)
         if info.uid:
-            isolation.drop_privileges(info, info.uid)
-        isolation.die_with_parent()
+            isolation.drop_privileges(info.uid)
+        if not info.pid_namespace:
+            # Inside the worker's PID namespace the kernel kills every sample when the worker (its init) dies.
+            isolation.die_with_parent()
         sys.argv = ["<sample>"]
         # The interpreter's own std streams, now on the sample's fds; the worker never reads or writes through
         # them (see main), so their buffers are empty and nothing of the worker's traffic is in them.
@@ -80,39 +83,33 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
     os._exit(0)
 
 
-def _isolation_for(slot: int) -> isolation.Isolation:
-    info = isolation.Isolation(net_namespace=STATE["network_namespace"])
+def _isolation() -> isolation.Isolation:
+    """What every sample of this worker gets (decided once, in setup)."""
+    info = isolation.Isolation(net_namespace=STATE["network_namespace"], pid_namespace=STATE["pid_namespace"])
     if os.geteuid() == 0 and STATE["no_uid_drop"] is None:
-        info.uid = isolation.slot_uid(slot)
+        info.uid = isolation.claim_uid()
     elif STATE["no_uid_drop"]:
         info.notes.append(STATE["no_uid_drop"])
     if not STATE["namespaces"]:
         info.notes.append("namespaces disabled by configuration")
+    elif not STATE["pid_namespace"]:
+        info.notes.append("no PID namespace (unshare refused); strays are killed by uid or process group")
     return info
 
 
-def _fork(info: isolation.Isolation) -> int:
-    """Fork the sample; inside the worker's own PID namespace its strays are all killed after it (see _cleanup)."""
-    if STATE["pid_namespace"]:
-        info.pid_namespace = True
-    elif STATE["namespaces"]:
-        info.notes.append("no PID namespace (unshare refused); strays are killed by uid or process group")
-    return os.fork()
-
-
-def run_job(job: dict, slot: int) -> dict:
+def run_job(job: dict) -> dict:
     """Run one job to a verdict; nothing it started outlives this call."""
     started = time.monotonic()
     nonce_text = os.urandom(16).hex()
     nonce = bytearray(nonce_text.encode())
     workdir = f"{STATE['scratch']}/promptyard-sample-{os.getpid()}-{nonce_text[:12]}"
     os.mkdir(workdir, 0o700)
-    info = _isolation_for(slot)
+    info = STATE["isolation"]
     if info.uid:
         os.chown(workdir, info.uid, info.uid)
     tests = _compiled_tests(job["tests"])
     pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
-    pid = _fork(info)
+    pid = os.fork()
     if pid == 0:
         try:
             for read_end, _ in pipes.values():
@@ -134,7 +131,7 @@ def run_job(job: dict, slot: int) -> dict:
         stderr=captured["stderr"].decode(errors="replace"),
         truncated=sorted(truncated),
         duration=round(time.monotonic() - started, 4),
-        isolation=info.to_dict(),
+        isolation=STATE["isolation_report"],
     )
     return result
 
@@ -249,22 +246,27 @@ def _remove_tree(path: str) -> None:
         pass
 
 
+def _unescape(text: str) -> str:
+    try:
+        return text.encode("ascii").decode("unicode_escape")
+    except (UnicodeError, ValueError):
+        return text
+
+
 def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> dict:
-    """Turn the child's exit status and its nonce-signed report into a verdict."""
+    """Turn the child's exit status and its nonce-signed report (see harness) into a verdict."""
     outcome = None
     for line in result_text.splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(message, dict) and message.get("nonce") == nonce:
-            outcome = message
+        fields = line.split("\t")
+        if fields[0] == nonce and len(fields) in (2, 4) and fields[1] in _REPORTED_VERDICTS:
+            outcome = fields
     if timed_out:
         return {"verdict": "timeout", "detail": "timed out"}
     if outcome is not None:
-        verdict = outcome["verdict"]
-        detail = "passed" if verdict == "passed" else f"{outcome.get('type', '')}: {outcome.get('message', '')}"
-        return {"verdict": verdict, "detail": detail, "exception": outcome.get("type")}
+        if outcome[1] == "passed":
+            return {"verdict": "passed", "detail": "passed", "exception": None}
+        kind, message = (_unescape(field) for field in outcome[2:])
+        return {"verdict": outcome[1], "detail": f"{kind}: {message}", "exception": kind}
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status))
         return {"verdict": _SIGNAL_VERDICTS.get(sig, "crashed"), "detail": f"killed by {sig.name}"}
@@ -284,7 +286,7 @@ def _expose_interpreter() -> None:
         STATE["no_uid_drop"] = f"interpreter not readable by an unprivileged uid and not exposable ({exc})"
 
 
-def setup(slot: int, namespaces: bool) -> None:
+def setup(namespaces: bool) -> None:
     """Once per worker: network namespace, interpreter exposure, subreaper, preloaded modules."""
     STATE["namespaces"] = namespaces
     if namespaces:
@@ -305,8 +307,9 @@ def setup(slot: int, namespaces: bool) -> None:
     isolation.scrub_environment("/nonexistent")
     # Orphans of a sample are re-parented to us (not to init), so we can reap them.
     isolation.become_subreaper()
-    if os.geteuid() == 0 and STATE["no_uid_drop"] is None:
-        isolation.claim_uid()
+    isolation.no_new_privileges()
+    STATE["isolation"] = _isolation()
+    STATE["isolation_report"] = STATE["isolation"].to_dict()
     for name in PRELOADED:
         __import__(name)
     import gc
@@ -315,26 +318,36 @@ def setup(slot: int, namespaces: bool) -> None:
     gc.freeze()
 
 
+def read_frame(stream) -> object | None:
+    """One length-prefixed marshal frame (the scorer's protocol, see sandbox._Worker); None at end of input."""
+    header = stream.read(4)
+    if len(header) < 4:
+        return None
+    return marshal.loads(stream.read(struct.unpack("<I", header)[0]))
+
+
+def write_frame(stream, value: object) -> None:
+    payload = marshal.dumps(value)
+    stream.write(struct.pack("<I", len(payload)) + payload)
+    stream.flush()
+
+
 def main() -> None:
-    """Serve jobs from stdin until it closes; one JSON line in, one JSON line out."""
-    slot = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    """Serve jobs until stdin closes: one marshal frame in, one out (marshal: built in, fast, and both ends
+    are ours; what a sample writes never reaches this channel, only the verdict the worker makes of it)."""
     # Jobs and results travel on private duplicates of stdin and stdout (closed in every sample), so the
     # interpreter's std streams stay untouched and a sample can take them over as they are.
     jobs = open(os.dup(0), "rb")
     out = open(os.dup(1), "wb")
     sys.stdout = sys.stderr
-    setup(slot, os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1")
-    for line in jobs:
-        if not line.strip():
-            continue
-        job = json.loads(line)
+    setup(os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1")
+    while (job := read_frame(jobs)) is not None:
         try:
-            result = run_job(job, slot)
+            result = run_job(job)
         except Exception as exc:  # noqa: BLE001 - report harness trouble as a crash, keep serving
             result = {"verdict": "crashed", "detail": f"sandbox error: {exc!r}", "isolation": None}
         result["id"] = job.get("id")
-        out.write((json.dumps(result) + "\n").encode())
-        out.flush()
+        write_frame(out, result)
 
 
 if __name__ == "__main__":
