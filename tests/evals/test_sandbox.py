@@ -208,6 +208,14 @@ def test_working_folder_is_fresh_and_removed_afterwards():
     with Sandbox(1) as box:
         first = box.run(Program("import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\n", ""))
         folder = first.stdout.strip()
-        second = box.run(Program(f"import os\nprint(os.listdir('.'), os.path.exists({folder!r}))\n", ""))
+        left = os.path.join(folder, "scratch.txt")
+        second = box.run(Program(f"import os\nprint(os.listdir('.'), os.path.exists({left!r}))\n", ""))
     assert first.verdict == second.verdict == "passed"
     assert folder and second.stdout.strip() == "[] False"
+
+
+def test_home_and_tmpdir_are_the_samples_own_folder():
+    program = "import os, tempfile\nprint(os.getcwd() == os.environ['HOME'] == os.environ['TMPDIR'] == tempfile.gettempdir())\n"
+    with Sandbox(1) as box:
+        results = [box.run(Program(program, "")) for _ in range(2)]
+    assert [r.stdout.strip() for r in results] == ["True", "True"]

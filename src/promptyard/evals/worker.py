@@ -26,7 +26,7 @@ PRELOADED = ("typing", "re", "math", "collections", "itertools", "functools", "h
 
 # Worker-wide facts, set once in main().
 STATE = {"network_namespace": False, "pid_namespace": False, "no_uid_drop": None, "namespaces": True,
-         "scratch": "/tmp", "isolation": None}
+         "scratch": "/tmp", "isolation": None, "workdir": None}
 
 _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
 _REPORTED_VERDICTS = ("passed", "failed", "error", "memory")
@@ -58,8 +58,10 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
         # the worker installs no handlers of its own.
         os.setsid()
         os.chdir(workdir)
-        # The worker's environment is already the scrubbed SAFE_ENV (see setup): only the folder is per sample.
-        os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+        # The worker's environment is already the scrubbed SAFE_ENV (see setup), with HOME and TMPDIR on the
+        # samples' folder when that path is the same for every sample.
+        if workdir != STATE["workdir"]:
+            os.environ["HOME"] = os.environ["TMPDIR"] = workdir
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(fds["stdout"], 1)
@@ -97,13 +99,30 @@ def _isolation() -> isolation.Isolation:
     return info
 
 
+def _fresh_folder(unique: str) -> str:
+    """An empty folder for one sample: the worker's fixed one when it could be cleared, else a new name."""
+    if STATE["workdir"]:
+        try:
+            os.mkdir(STATE["workdir"], 0o700)
+            return STATE["workdir"]
+        except FileExistsError:
+            _remove_tree(STATE["workdir"])  # the last sample's folder survived its cleanup: one more try
+            try:
+                os.mkdir(STATE["workdir"], 0o700)
+                return STATE["workdir"]
+            except FileExistsError:
+                pass
+    workdir = f"{STATE['scratch']}/promptyard-sample-{os.getpid()}-{unique[:12]}"
+    os.mkdir(workdir, 0o700)
+    return workdir
+
+
 def run_job(job: dict) -> dict:
     """Run one job to a verdict; nothing it started outlives this call."""
     started = time.monotonic()
     nonce_text = os.urandom(16).hex()
     nonce = bytearray(nonce_text.encode())
-    workdir = f"{STATE['scratch']}/promptyard-sample-{os.getpid()}-{nonce_text[:12]}"
-    os.mkdir(workdir, 0o700)
+    workdir = _fresh_folder(nonce_text)
     info = STATE["isolation"]
     if info.uid:
         os.chown(workdir, info.uid, info.uid)
@@ -303,8 +322,12 @@ def setup(namespaces: bool) -> None:
         STATE["no_uid_drop"] = "interpreter not readable by an unprivileged uid without a mount namespace"
     if namespaces:
         STATE["pid_namespace"] = isolation.become_pid_namespace_init()
+    if STATE["scratch"] != "/tmp":
+        # The worker's own tmpfs, seen by no one else: every sample can get the same folder path (created fresh
+        # for it, removed after it), so its environment is set once here rather than in every child.
+        STATE["workdir"] = f"{STATE['scratch']}/sample"
     # Exactly the safe environment, once: samples only add their folder (HOME, TMPDIR) to it.
-    isolation.scrub_environment("/nonexistent")
+    isolation.scrub_environment(STATE["workdir"] or "/nonexistent")
     # Orphans of a sample are re-parented to us (not to init), so we can reap them.
     isolation.become_subreaper()
     isolation.no_new_privileges()
