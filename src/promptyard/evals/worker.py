@@ -42,7 +42,7 @@ def _compiled_tests(tests: str):
     code = _TESTS.get(tests)
     if code is None:
         try:
-            code = compile(tests, "<tests>", "exec")
+            code = compile(tests, "<tests>", "exec", dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
             return tests  # the child compiles it again and reports the error as the sample's verdict
         if len(_TESTS) >= _TESTS_KEPT:
