@@ -74,6 +74,7 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             env=env,
             cwd="/",
+            start_new_session=True,  # no controlling terminal for any sample
         )
 
     def send(self, frame: bytes) -> None:

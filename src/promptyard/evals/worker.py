@@ -56,14 +56,17 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
     try:
         # Signal dispositions stay the interpreter's own (SIGPIPE and SIGXFSZ ignored, as in any Python program):
         # the worker installs no handlers of its own.
-        os.setsid()
+        if not info.pid_namespace:
+            # Its own process group, so a timeout can kill its descendants too; inside the worker's PID namespace
+            # every process but the worker is killed after each sample anyway. No controlling terminal either
+            # way: the worker starts in a session of its own.
+            os.setsid()
         os.chdir(workdir)
         # The worker's environment is already the scrubbed SAFE_ENV (see setup), with HOME and TMPDIR on the
         # samples' folder when that path is the same for every sample.
         if workdir != STATE["workdir"]:
             os.environ["HOME"] = os.environ["TMPDIR"] = workdir
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
+        # stdin is the worker's: /dev/null (see main).
         os.dup2(fds["stdout"], 1)
         os.dup2(fds["stderr"], 2)
         result_fd = 3
@@ -75,10 +78,6 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
         if not info.pid_namespace:
             # Inside the worker's PID namespace the kernel kills every sample when the worker (its init) dies.
             isolation.die_with_parent()
-        sys.argv = ["<sample>"]
-        # The interpreter's own std streams, now on the sample's fds; the worker never reads or writes through
-        # them (see main), so their buffers are empty and nothing of the worker's traffic is in them.
-        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
     except BaseException:  # noqa: BLE001 - a child must never fall back into the worker's loop
         os._exit(71)
     harness.run_program(job["solution"], tests, result_fd, nonce)
@@ -208,7 +207,7 @@ def _supervise(pid: int, pipes: dict, job: dict, started: float):
 
 
 def _kill(pid: int) -> None:
-    # The sample leads its own process group; whatever left the group is killed in _cleanup.
+    # Outside a PID namespace the sample leads its own process group; whatever left it is killed in _cleanup.
     for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
         try:
             kill()
@@ -362,7 +361,13 @@ def main() -> None:
     # interpreter's std streams stay untouched and a sample can take them over as they are.
     jobs = open(os.dup(0), "rb")
     out = open(os.dup(1), "wb")
-    sys.stdout = sys.stderr
+    # The std fds themselves point at /dev/null from now on, so a sample inherits the interpreter's own std
+    # streams (sys.stdin/stdout/stderr, never used by the worker, their buffers empty) and only moves fds 1 and 2.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    sys.argv = ["<sample>"]
     setup(os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1")
     while (job := read_frame(jobs)) is not None:
         try:
