@@ -93,11 +93,15 @@ class _Worker:
         self.send(frame(job))
         return self.receive()
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """No more jobs: the worker exits once its current one is done."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
+
+    def close(self) -> None:
+        self.finish()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -119,6 +123,7 @@ class Sandbox:
         self.size = max(1, workers or default_workers())
         self.timeout = float(timeout)
         self.limits = limits or Limits()
+        self._limits = self.limits.to_dict()
         self.namespaces = namespaces
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
@@ -136,17 +141,14 @@ class Sandbox:
 
     def close(self) -> None:
         for worker in self._all:
+            worker.finish()  # all at once: they wind down in parallel
+        for worker in self._all:
             worker.close()
         self._all.clear()
 
     def _job(self, program: Program) -> dict:
-        return {
-            "solution": program.solution,
-            "tests": program.tests,
-            "timeout": self.timeout,
-            "limits": self.limits.to_dict(),
-            "namespaces": self.namespaces,
-        }
+        return {"solution": program.solution, "tests": program.tests, "timeout": self.timeout,
+                "limits": self._limits}
 
     def run(self, program: Program) -> SandboxResult:
         """Run one program on an idle worker (blocks until one is free)."""
