@@ -62,6 +62,17 @@ def test_programs_compile_as_plain_modules(sandbox):
     assert (tests.verdict, tests.exception) == ("error", "NameError")
 
 
+def test_sources_the_compiler_refuses_or_too_big_to_precompile(sandbox):
+    # Compiled in the worker when small; refused sources and big ones are compiled again in the sample's child,
+    # which reports what the compiler raised.
+    deep = run(sandbox, "x = " + "-" * 20000 + "1\n", "assert x == 1\n")
+    assert (deep.verdict, deep.exception) in (("memory", "MemoryError"), ("error", "RecursionError"))
+    big = "def f(x):\n    return x\n" + "".join(f"v{i} = {i}\n" for i in range(3000))
+    assert len(big) > 16 * 1024
+    assert run(sandbox, big, "assert f(2) == 2 and v2999 == 2999\n").verdict == "passed"
+    assert run(sandbox, big, "assert f(2) == 3\n").verdict == "failed"
+
+
 def test_isolation_is_reported(sandbox):
     result = run(sandbox, "import numpy\nassert numpy.arange(4).sum() == 6\n")
     assert result.verdict == "passed"

@@ -38,15 +38,16 @@ def _escape(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
-def run_program(solution: str, tests, result_fd: int, nonce: bytearray) -> None:
-    """Exec the solution, then the tests (text or code) against pristine builtins; write the signed outcome."""
+def run_program(solution, tests, result_fd: int, nonce: bytearray) -> None:
+    """Exec the solution, then the tests (each text or code) against pristine builtins; write the signed outcome."""
     # Captured before any sample code runs: the sample may patch os or builtins.
     write, exit_now = os.write, os._exit
     token = nonce.decode()
     nonce[:] = b"\0" * len(nonce)
     scope: dict = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        exec(compile(solution, "<solution>", "exec", dont_inherit=True), scope)
+        exec(solution if not isinstance(solution, str) else compile(solution, "<solution>", "exec", dont_inherit=True),
+             scope)
         scope["__builtins__"] = PRISTINE_BUILTINS
         exec(tests if not isinstance(tests, str) else compile(tests, "<tests>", "exec", dont_inherit=True), scope)
         report = f"{token}\tpassed\n"

@@ -38,12 +38,21 @@ _TESTS: dict[str, object] = {}
 _TESTS_KEPT = 512
 
 
+_COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError)
+
+# The solution is compiled here too, before the fork, when it is small: compiling in the child wrote ~60 pages
+# still shared with the worker (a copy each); here they are the worker's own. Compiling runs no code, and what
+# it raises is left for the child to raise again as the sample's verdict. Bigger sources are compiled in the
+# child, so one huge program cannot grow the worker's heap (which every later fork would have to copy).
+SOLUTION_COMPILE_MAX = 16 * 1024
+
+
 def _compiled_tests(tests: str):
     code = _TESTS.get(tests)
     if code is None:
         try:
             code = compile(tests, "<tests>", "exec", dont_inherit=True)
-        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        except _COMPILE_ERRORS:
             return tests  # the child compiles it again and reports the error as the sample's verdict
         if len(_TESTS) >= _TESTS_KEPT:
             _TESTS.clear()
@@ -51,7 +60,16 @@ def _compiled_tests(tests: str):
     return code
 
 
-def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation, tests) -> None:
+def _compiled_solution(solution: str):
+    if len(solution) > SOLUTION_COMPILE_MAX:
+        return solution
+    try:
+        return compile(solution, "<solution>", "exec", dont_inherit=True)
+    except _COMPILE_ERRORS:
+        return solution
+
+
+def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation, solution, tests) -> None:
     """The sample's process (in the worker's PID namespace when available): lock down, then run the program."""
     try:
         # Signal dispositions stay the interpreter's own (SIGPIPE and SIGXFSZ ignored, as in any Python program):
@@ -80,7 +98,7 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
             isolation.die_with_parent()
     except BaseException:  # noqa: BLE001 - a child must never fall back into the worker's loop
         os._exit(71)
-    harness.run_program(job["solution"], tests, result_fd, nonce)
+    harness.run_program(solution, tests, result_fd, nonce)
     os._exit(0)
 
 
@@ -126,13 +144,14 @@ def run_job(job: dict) -> dict:
     if info.uid:
         os.chown(workdir, info.uid, info.uid)
     tests = _compiled_tests(job["tests"])
+    solution = _compiled_solution(job["solution"])
     pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
     pid = os.fork()
     if pid == 0:
         try:
             for read_end, _ in pipes.values():
                 os.close(read_end)
-            _sample(job, nonce, workdir, {name: w for name, (_, w) in pipes.items()}, info, tests)
+            _sample(job, nonce, workdir, {name: w for name, (_, w) in pipes.items()}, info, solution, tests)
         finally:
             os._exit(70)
     nonce[:] = b"\0" * len(nonce)
