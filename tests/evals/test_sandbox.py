@@ -224,6 +224,16 @@ def test_no_child_process_survives(sandbox):
     assert processes_matching(marker) == []
 
 
+def test_workers_keep_to_a_core_each_unless_there_are_more_workers_than_cores():
+    cores = sorted(os.sched_getaffinity(0))
+    program = Program("import os\nprint(sorted(os.sched_getaffinity(0)))\n", "")
+    with Sandbox(len(cores)) as box:
+        pinned = {r.stdout.strip() for _, r in box.run_many([program] * (4 * len(cores)))}
+    assert pinned <= {str([core]) for core in cores}
+    with Sandbox(len(cores) + 1) as box:
+        assert box.run(program).stdout.strip() == str(cores)
+
+
 def test_working_folder_is_fresh_and_removed_afterwards():
     with Sandbox(1) as box:
         first = box.run(Program("import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\n", ""))

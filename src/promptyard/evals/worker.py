@@ -376,6 +376,7 @@ def write_frame(stream, value: object) -> None:
 def main() -> None:
     """Serve jobs until stdin closes: one marshal frame in, one out (marshal: built in, fast, and both ends
     are ours; what a sample writes never reaches this channel, only the verdict the worker makes of it)."""
+    argv = list(sys.argv)
     # Jobs and results travel on private duplicates of stdin and stdout (closed in every sample), so the
     # interpreter's std streams stay untouched and a sample can take them over as they are.
     jobs = open(os.dup(0), "rb")
@@ -387,6 +388,11 @@ def main() -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     sys.argv = ["<sample>"]
+    if len(argv) > 2 and argv[2]:
+        try:
+            os.sched_setaffinity(0, {int(argv[2])})  # before anything is forked: samples inherit it
+        except OSError:
+            pass  # the core is no longer ours: float like any process
     setup(os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1")
     while (job := read_frame(jobs)) is not None:
         try:
