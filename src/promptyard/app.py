@@ -36,7 +36,10 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.config["PROMPTYARD_HOME"] = str(home)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = app.config.get("DATABASE_URL") or default_database_url(str(home))
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # A server-side database can restart under us; a local SQLite file cannot, and a ping per request would
+        # be a round trip for nothing on the cached path.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     app.config["MAX_CONTENT_LENGTH"] = int(app.config["PROMPTYARD_MAX_BODY_BYTES"])
     app.json.sort_keys = False
 

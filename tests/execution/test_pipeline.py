@@ -269,6 +269,21 @@ def test_a_cache_hit_commits_its_counter_and_its_record_in_one_transaction(insta
     assert (cache_hits(), hit_records()) == (1, 1)
 
 
+def test_a_cache_hit_needs_neither_the_model_loaded_nor_its_tokenizer(install):
+    from promptyard.models.service import get_manager
+
+    plugin = install("m")
+    counted = []
+    plugin.context_length = lambda: 4096
+    plugin.count_tokens = lambda prompt: counted.append(prompt) or 1
+    execute(ExecutionRequest(model="m", input="x"))
+    assert counted == ["x"]  # the miss checked its context
+    get_manager().unload("m")
+    hit = execute(ExecutionRequest(model="m", input="x"))
+    assert hit.cache_hit and hit.output == "echo: x"
+    assert not get_manager().is_loaded("m") and counted == ["x"]
+
+
 def test_a_hit_whose_record_fails_does_not_count_the_hit(install):
     from sqlalchemy import event
 

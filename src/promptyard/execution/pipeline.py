@@ -1,4 +1,4 @@
-"""The execution pipeline: resolve -> render -> params -> context check -> cache -> queue -> generate -> record.
+"""The execution pipeline: resolve -> render -> params -> cache -> load, context check -> queue -> generate -> record.
 
 Failure policy (the same for `execute` and `execute_stream`): anything that fails *before* generation starts
 (unknown model/prompt, bad params, input too long, queue full, a model that cannot load) raises its typed
@@ -8,7 +8,8 @@ with the partial output when a stream is closed early.
 
 Cache policy: `cache=True` (default) uses the cache only for deterministic params (greedy, temperature 0, or a
 fixed seed); `cache="always"` also caches sampled requests; `cache=False` neither reads nor writes it.
-A cache hit is recorded as its own execution with `cache_hit` true and cost 0.
+A cache hit is recorded as its own execution with `cache_hit` true and cost 0; it needs neither the model loaded
+nor its tokenizer (the entry exists only because the same input passed the context check and generated).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from promptyard.execution.cost import execution_cost
 from promptyard.execution.queue import ExecutionQueue, Ticket
 from promptyard.execution.records import Outcome, finish_record, record_complete, start_record
 from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
-from promptyard.models.service import get_model, get_plugin
+from promptyard.models.service import get_model, get_plugin, plugin_spec
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput, StreamResult
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,19 @@ class _Prepared:
 
     model_name: str
     pricing: dict[str, Any]
-    plugin: LLMPlugin
     prompt_input: PromptInput
     params: GenerationParams
     cache_key: str | None
     record: dict[str, Any]
+    plugin_spec: dict[str, Any]
+    plugin: LLMPlugin | None = None  # loaded by _load after a cache miss
+
+
+def _load(prepared: _Prepared) -> _Prepared:
+    """After a cache miss: the model's plugin, loaded, and the input checked against its context length."""
+    prepared.plugin = get_plugin(prepared.model_name, prepared.plugin_spec)
+    check_context(prepared.model_name, prepared.plugin, prepared.prompt_input, prepared.params)
+    return prepared
 
 
 def get_cache() -> ResponseCache:
@@ -81,6 +90,7 @@ def execute(request: ExecutionRequest) -> Execution:
     hit = _cache_lookup(prepared)
     if hit is not None:
         return _record_hit(prepared, hit, stream=False)
+    _load(prepared)
     db.session.commit()  # end any read transaction before waiting in the queue
     with get_queue().acquire(prepared.model_name) as ticket:
         execution_id = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms, stream=False)
@@ -111,6 +121,7 @@ def execute_stream(request: ExecutionRequest) -> ExecutionStream:
     hit = _cache_lookup(prepared)
     ticket = None
     if hit is None:
+        _load(prepared)
         db.session.commit()
         ticket = get_queue().acquire(prepared.model_name)
     try:
@@ -247,8 +258,6 @@ def _prepare(request: ExecutionRequest) -> _Prepared:
     else:
         prompt_input = request.input
     params = merge_params(model, resolved, request.params)
-    plugin = get_plugin(model.name, row=model)
-    check_context(model.name, plugin, prompt_input, params)
     normalised = params.model_dump()
     use_cache = request.cache is not False and (request.cache == "always" or params.is_deterministic())
     key = cache_key(plugin=model.plugin, source=model.source, revision=model.revision,
@@ -267,7 +276,7 @@ def _prepare(request: ExecutionRequest) -> _Prepared:
         record.update(prompt_id=resolved.prompt_id, version_id=resolved.version_id,
                       prompt_name=resolved.prompt_name, version_number=resolved.version_number,
                       label=resolved.label, experiment_id=resolved.experiment_id)
-    return _Prepared(model.name, dict(model.pricing or {}), plugin, prompt_input, params, key, record)
+    return _Prepared(model.name, dict(model.pricing or {}), prompt_input, params, key, record, plugin_spec(model))
 
 
 def _cache_lookup(prepared: _Prepared) -> CachedResponse | None:

@@ -61,13 +61,12 @@ def list_models() -> list[dict[str, Any]]:
     return [model_to_dict(row) for row in rows]
 
 
-def get_plugin(name: str, *, row: ModelConfig | None = None) -> LLMPlugin:
+def get_plugin(name: str, spec: dict[str, Any] | None = None) -> LLMPlugin:
     """The loaded plugin for a registered model, created through the plugin registry and loaded once.
 
-    `row`: the model's row when the caller has just read it (saves looking it up again).
+    `spec`: the model's `plugin_spec`, when the caller has already read its row.
     """
-    row = row if row is not None else get_model(name)
-    spec = _plugin_spec(row)
+    spec = spec if spec is not None else plugin_spec(get_model(name))
 
     def build() -> LLMPlugin:
         return get_registry().create(spec["plugin"], spec["source"], revision=spec["revision"],
@@ -227,8 +226,8 @@ def _check_pricing(pricing: dict[str, Any]) -> dict[str, Any]:
     return dict(pricing)
 
 
-def _plugin_spec(row: ModelConfig) -> dict[str, Any]:
-    # Copied out of the row so the factory can run after the session that loaded the row is gone.
+def plugin_spec(row: ModelConfig) -> dict[str, Any]:
+    """What building the model's plugin needs, copied out of the row (usable after its session is gone)."""
     return {"plugin": row.plugin, "source": row.source, "revision": row.revision,
             "quantization": row.quantization, "options": dict(row.options or {})}
 
