@@ -57,12 +57,14 @@ def revoke_key(key_id: int) -> None:
     db.session.commit()
 
 
+# Built once: asked on every request while no key exists (auth off on loopback).
+_ANY_KEY = select(ApiKey.id).limit(1)
+_ANY_ACTIVE_KEY = select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)
+
+
 def any_keys(*, include_revoked: bool = False) -> bool:
     """Whether an active key exists (or any key ever did, with include_revoked)."""
-    query = select(ApiKey.id)
-    if not include_revoked:
-        query = query.where(ApiKey.revoked_at.is_(None))
-    return db.session.scalar(query.limit(1)) is not None
+    return db.session.scalar(_ANY_KEY if include_revoked else _ANY_ACTIVE_KEY) is not None
 
 
 def authenticate(secret: str, admin_key: str | None) -> Caller | None:

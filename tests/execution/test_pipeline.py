@@ -290,15 +290,16 @@ def test_a_hit_whose_record_fails_does_not_count_the_hit(install):
     install("m")
     execute(ExecutionRequest(model="m", input="x"))
 
-    def refuse(mapper, connection, target):
-        raise RuntimeError("disk full")
+    def refuse(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO EXECUTION_HISTORY"):
+            raise RuntimeError("disk full")
 
-    event.listen(Execution, "before_insert", refuse)
+    event.listen(db.engine, "before_cursor_execute", refuse)
     try:
         with pytest.raises(RuntimeError):
             execute(ExecutionRequest(model="m", input="x"))
     finally:
-        event.remove(Execution, "before_insert", refuse)
+        event.remove(db.engine, "before_cursor_execute", refuse)
     db.session.rollback()
     assert (cache_hits(), hit_records()) == (0, 0)
     assert execute(ExecutionRequest(model="m", input="x")).cache_hit

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from promptyard.db import db
@@ -100,7 +100,13 @@ class DatabaseCache(ResponseCache):
         self._hits = 0
         self._misses = 0
         self._lock = threading.Lock()
-        self._table = CacheEntry.__table__
+        self._table = t = CacheEntry.__table__
+        # Built once: constructing a statement costs more than SQLite takes to run it (this is the hit path).
+        now = bindparam("hit_at")
+        self._hit = (update(t)
+                     .where(t.c.key == bindparam("entry_key"), t.c.expires_at.is_(None) | (t.c.expires_at > now))
+                     .values(hits=t.c.hits + 1, last_hit_at=now)
+                     .returning(t.c.output, t.c.finish_reason, t.c.tokens_in, t.c.tokens_out))
 
     def get(self, key: str, *, commit: bool = True) -> CachedResponse | None:
         if commit:
@@ -118,11 +124,7 @@ class DatabaseCache(ResponseCache):
 
         An expired entry is left for the next put's eviction to delete: a miss writes nothing.
         """
-        t, now = self._table, self.clock()
-        live = t.c.expires_at.is_(None) | (t.c.expires_at > now)
-        hit = (update(t).where(t.c.key == key, live).values(hits=t.c.hits + 1, last_hit_at=now)
-               .returning(t.c.output, t.c.finish_reason, t.c.tokens_in, t.c.tokens_out))
-        return executor.execute(hit).mappings().first()
+        return executor.execute(self._hit, {"entry_key": key, "hit_at": self.clock()}).mappings().first()
 
     def put(self, key: str, model_name: str, params: dict[str, Any], response: CachedResponse) -> None:
         t, now = self._table, self.clock()

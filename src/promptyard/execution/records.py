@@ -9,12 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
+from sqlalchemy.orm import make_transient_to_detached
 
 from promptyard.db import db, utcnow
 from promptyard.db.models import Execution
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+# Every column's value when record_complete is not given one (its plain default, else NULL): the row it hands
+# back must carry every value, or reading a missing one would SELECT the row again.
+_UNSET = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None
+          for c in Execution.__table__.columns if not c.primary_key}
 
 
 @dataclass
@@ -58,11 +63,25 @@ def finish_record(execution_id: int, outcome: Outcome) -> Execution:
     return _commit_keeping_values(row)
 
 
+# Built once: a cache hit's whole database work is this INSERT and the hit counter's UPDATE.
+_INSERT_RETURNING_ID = insert(Execution.__table__).returning(Execution.__table__.c.id)
+
+
 def record_complete(**values: Any) -> Execution:
-    """Insert an execution that is already finished (a cache hit) and commit it with the session's other writes."""
-    row = Execution(finished_at=utcnow(), **values)
+    """Insert an execution that is already finished (a cache hit) and commit it with the session's other writes.
+
+    A Core INSERT ... RETURNING id rather than the ORM's unit of work (a third of the time); the row handed back is
+    then attached as if loaded, so its relationships still load and nothing reads it again.
+    """
+    now = utcnow()
+    values = _UNSET | values
+    values.update(created_at=now, finished_at=now)
+    execution_id = db.session.execute(_INSERT_RETURNING_ID, values).scalar_one()
+    db.session.commit()
+    row = Execution(id=execution_id, **values)
+    make_transient_to_detached(row)
     db.session.add(row)
-    return _commit_keeping_values(row)
+    return row
 
 
 def _commit_keeping_values(row: Execution) -> Execution:

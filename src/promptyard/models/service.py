@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from promptyard.db import db
@@ -48,8 +48,12 @@ def register_model(
     )
 
 
+# Built once: every execution looks its model up by name.
+_MODEL_BY_NAME = select(ModelConfig).where(ModelConfig.name == bindparam("model_name"))
+
+
 def get_model(name: str) -> ModelConfig:
-    row = db.session.scalar(select(ModelConfig).where(ModelConfig.name == name))
+    row = db.session.scalar(_MODEL_BY_NAME, {"model_name": name})
     if row is None:
         raise NotFound(f"No model named '{name}' is registered.", code="model_not_found", details={"model": name})
     return row
