@@ -1,15 +1,19 @@
 """Pipeline overhead on the tiny causal model: raw `model.generate` vs promptyard over HTTP, uncached and cached.
 
-Run with `make bench-pipeline` (or `.venv/bin/python bench/bench_pipeline.py --help`). Everything runs in one
-process: a tiny GPT-2 is built on the spot, the app is served by a real waitress server on a thread, and requests
-go through httpx like any client's would. Prints one table; see bench/README.md for recorded results.
+Run with `make bench-pipeline` (or `.venv/bin/python bench/bench_pipeline.py --help`). A tiny GPT-2 is built on
+the spot, the app is served by a real waitress server on a thread, and requests go through httpx like any
+client's would: from this process for the uncached runs (interleaved with raw generation), from a separate client
+process for the cached ones, as a real client would be (in this process its threads would compete with the
+server's for the interpreter lock). Prints one table; see bench/README.md for recorded results.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,8 +47,31 @@ def once(fn) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def timed(fn, repeat: int) -> list[float]:
-    return [once(fn) for _ in range(repeat)]
+# The cached client: its own process, one keep-alive connection, latencies (ms) printed as JSON.
+CLIENT = """
+import json, sys, time
+import httpx
+url, body, repeat = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+latencies = []
+with httpx.Client(base_url=url, timeout=60) as client:
+    for _ in range(20):
+        client.post("/api/v1/executions", json=body).raise_for_status()
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.post("/api/v1/executions", json=body)
+        latencies.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+        assert response.json()["cache_hit"], "the cached request was not a cache hit"
+print(json.dumps(latencies))
+"""
+
+
+def cached_from_another_process(url: str, body: dict, repeat: int) -> list[float]:
+    done = subprocess.run([sys.executable, "-c", CLIENT, url, json.dumps(body), str(repeat)],
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"the cached client failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
 
 
 def raw_generate(model_dir: Path, tokens: int):
@@ -70,7 +97,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens of each greedy generation")
     parser.add_argument("--repeat", type=int, default=30, help="timed generations per uncached measurement")
-    parser.add_argument("--cached-repeat", type=int, default=300, help="timed requests for the cached measurement")
+    parser.add_argument("--cached-repeat", type=int, default=1000, help="timed requests for the cached measurement")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: SQLite in a temp folder)")
     args = parser.parse_args()
@@ -121,9 +148,7 @@ def main() -> int:
             raw_ms.append(once(raw_on_worker))
             uncached_ms.append(once(lambda: post(False)))
         post(True)  # fills the cache
-        for _ in range(args.warmup):
-            assert post(True)["cache_hit"], "the cached request was not a cache hit"
-        cached_ms = timed(lambda: post(True), args.cached_repeat)
+        cached_ms = cached_from_another_process(url, {**body, "cache": True}, args.cached_repeat)
     raw_worker.shutdown()
 
     raw_p50, served_p50 = statistics.median(raw_ms), statistics.median(uncached_ms)
@@ -134,7 +159,7 @@ def main() -> int:
     rows = [
         ("raw model.generate", raw_ms),
         ("promptyard HTTP, uncached", uncached_ms),
-        ("promptyard HTTP, cached", cached_ms),
+        ("promptyard HTTP, cached *", cached_ms),
     ]
     print(f"database: {database_url.split(':', 1)[0]}; load average before/after: {load_before} / "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
@@ -148,6 +173,7 @@ def main() -> int:
           f"(target < {TARGET_OVERHEAD:.0%}: {'met' if overhead < TARGET_OVERHEAD else 'NOT met'})")
     print(f"uncached overhead (median of paired differences): {paired_ms:+.1f} ms = {paired_ms / raw_p50:+.1%} "
           f"of raw p50")
+    print("* from a separate client process")
     print(f"cached p99: {cached_p99:.2f} ms (target < {TARGET_CACHED_P99_MS:.0f} ms: "
           f"{'met' if cached_p99 < TARGET_CACHED_P99_MS else 'NOT met'})")
     return 0
