@@ -26,7 +26,7 @@ PRELOADED = ("typing", "re", "math", "collections", "itertools", "functools", "h
 
 # Worker-wide facts, set once in main().
 STATE = {"network_namespace": False, "pid_namespace": False, "no_uid_drop": None, "namespaces": True,
-         "scratch": "/tmp", "isolation": None, "workdir": None}
+         "scratch": "/tmp", "isolation": None, "isolation_report": None, "workdir": None}
 
 _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
 _REPORTED_VERDICTS = ("passed", "failed", "error", "memory")
@@ -69,7 +69,8 @@ def _compiled_solution(solution: str):
         return solution
 
 
-def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation, solution, tests) -> None:
+def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation, solution,
+            tests) -> None:
     """The sample's process (in the worker's PID namespace when available): lock down, then run the program."""
     try:
         # Signal dispositions stay the interpreter's own (SIGPIPE and SIGXFSZ ignored, as in any Python program):
