@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from promptyard.plugins.textgen import PROMPT_FORMATS, StopBuffer, cut_at_stop, plain_chat
@@ -32,6 +32,7 @@ def test_whiterabbitneo_prompt_format():
     pieces=st.lists(st.text(alphabet="ab;\n", max_size=6), max_size=12),
     stops=st.lists(st.text(alphabet="ab;\n", min_size=1, max_size=3), max_size=3),
 )
+@example(pieces=[";\n", ";"], stops=["\n", ";\n;"])  # a longer stop began before a shorter one was found
 def test_stop_buffer_emits_exactly_the_text_before_the_first_stop(pieces, stops):
     buffer = StopBuffer(stops)
     emitted = "".join(buffer.feed(piece) for piece in pieces) + buffer.flush()

@@ -78,14 +78,29 @@ class StopBuffer:
         self.text += piece
         cut, found = cut_at_stop(self.text, self.stops)
         if found:
+            # A longer stop that began earlier may still complete (";\n;" around a found "\n"): it would be the
+            # first stop, so wait for it to complete or fail, emitting only what comes before it.
+            pending = self._partial_stop_start(before=len(cut))
+            if pending is not None:
+                return self._emit(pending)
             self.stopped = True
             self.text = cut
             return self._emit(len(cut))
         return self._emit(max(self.emitted, len(self.text) - self.hold))
 
     def flush(self) -> str:
-        """Everything not emitted yet (generation ended without a stop)."""
+        """Everything not emitted yet, cut at the first stop (generation ended)."""
+        if not self.stopped:
+            self.text, self.stopped = cut_at_stop(self.text, self.stops)
         return self._emit(len(self.text))
+
+    def _partial_stop_start(self, before: int) -> int | None:
+        """The first position before `before` where the text so far ends in an unfinished stop, if any."""
+        for start in range(max(0, len(self.text) - self.hold), before):
+            tail = self.text[start:]
+            if any(len(stop) > len(tail) and stop.startswith(tail) for stop in self.stops):
+                return start
+        return None
 
     def _emit(self, upto: int) -> str:
         piece = self.text[self.emitted:upto]
