@@ -80,6 +80,52 @@ def test_up_on_a_public_bind_requires_a_key(serve):
     assert response.json()["error"]["code"] == "missing_api_key"
 
 
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_ui_with_the_api(tmp_path):
+    pytest.importorskip("streamlit")
+    api_port, ui_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTYARD_") and k not in
+           ("DATABASE_URL", "REDIS_URL")}
+    env["PROMPTYARD_HOME"] = str(tmp_path / "home")
+    process = subprocess.Popen([PROMPTYARD, "up", "--api-port", str(api_port), "--ui-port", str(ui_port)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ui: list[int] = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ui and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                ready = False
+            ui = children_of(process.pid) if ready else []
+        assert ui, "promptyard up did not start its UI"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        for _ in range(100):
+            if not Path(f"/proc/{ui[0]}").exists():
+                break
+            time.sleep(0.1)
+        assert not Path(f"/proc/{ui[0]}").exists(), "the UI outlived promptyard up"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in ui:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_up_refuses_a_port_in_use(cli, app):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,14 +37,25 @@ def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int) -
     click.echo(f"promptyard API on http://{host}:{api_port}  (docs: http://{host}:{api_port}/api/docs)")
     if ui is not None:
         click.echo(f"promptyard UI  on http://{host}:{ui_port}")
+    # SIGTERM (kill, systemd, docker stop) stops the server like Ctrl-C, so the UI is always stopped with it.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run()
     except KeyboardInterrupt:
         click.echo("promptyard stopped.")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.close()
         if ui is not None:
             ui.terminate()
+            try:
+                ui.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                ui.kill()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _bind(app, host: str, port: int, threads: int):
