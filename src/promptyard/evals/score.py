@@ -59,13 +59,14 @@ def run_samples(
 ) -> list[SandboxResult]:
     """Sandbox verdicts for the samples, in their order."""
     results: list[SandboxResult | None] = [None] * len(samples)
-    programs = [dataset.tasks[s.task_id].program(s.completion, index) for index, s in enumerate(samples)]
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(programs), file=sys.stderr, desc="Running tests", unit="sample")
+    # The workers start in the background (tens of ms each) while the programs are put together.
     with Sandbox(workers, timeout=timeout) as box:
+        programs = [dataset.tasks[s.task_id].program(s.completion, index) for index, s in enumerate(samples)]
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(programs), file=sys.stderr, desc="Running tests", unit="sample")
         for program, result in box.run_many(programs):
             results[program.key] = result
             if bar:
