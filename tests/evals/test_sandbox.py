@@ -234,6 +234,28 @@ def test_workers_keep_to_a_core_each_unless_there_are_more_workers_than_cores():
         assert box.run(program).stdout.strip() == str(cores)
 
 
+def test_a_worker_that_dies_is_replaced_and_nothing_is_lost():
+    slow = Program("import time\ntime.sleep(0.3)\n", "assert True\n")
+    with Sandbox(1) as box:
+        doomed = box._all[0].proc
+        threading.Timer(0.1, doomed.kill).start()
+        results = [result for _, result in box.run_many([slow] * 4)]
+        assert box._all[0].proc is not doomed
+        after = box.run(Program("x = 1\n", "assert x == 1\n"))
+    verdicts = sorted(result.verdict for result in results)
+    assert len(results) == 4 and verdicts.count("crashed") == 1 and verdicts.count("passed") == 3
+    assert after.verdict == "passed"
+
+
+def test_stopping_early_leaves_no_stale_result_behind():
+    quick = Program("x = 1\n", "assert x == 1\n")
+    with Sandbox(1) as box:
+        for _ in box.run_many([Program(f"x = {i}\n", f"assert x == {i}\n") for i in range(6)]):
+            break
+        assert box.run(Program("print('me')\n", "")).stdout == "me\n"
+        assert box.run(quick).verdict == "passed"
+
+
 def test_working_folder_is_fresh_and_removed_afterwards():
     with Sandbox(1) as box:
         first = box.run(Program("import os\nprint(os.getcwd())\nopen('scratch.txt', 'w').write('x')\n", ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshal
 import os
 import queue
+import selectors
 import struct
 import subprocess
 import sys
@@ -73,6 +74,7 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            bufsize=0,  # raw pipes: nothing read ahead into a buffer select() cannot see
             env=env,
             cwd="/",
             start_new_session=True,  # no controlling terminal for any sample
@@ -83,12 +85,21 @@ class _Worker:
         self.proc.stdin.flush()
 
     def receive(self) -> dict:
-        header = self.proc.stdout.read(4)
-        size = struct.unpack("<I", header)[0] if len(header) == 4 else -1
-        payload = self.proc.stdout.read(size) if size > 0 else b""
-        if len(payload) != size:
-            raise RuntimeError(f"sandbox worker {self.slot} died")
+        header = self._read_exactly(4)
+        payload = self._read_exactly(struct.unpack("<I", header)[0])
         return marshal.loads(payload)
+
+    def _read_exactly(self, size: int) -> bytes:
+        data = bytearray()
+        while len(data) < size:
+            chunk = self.proc.stdout.read(size - len(data))
+            if not chunk:
+                raise RuntimeError(f"sandbox worker {self.slot} died")
+            data += chunk
+        return bytes(data)
+
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()
 
     def run(self, job: dict) -> dict:
         self.send(frame(job))
@@ -179,76 +190,74 @@ class Sandbox:
             self._all.append(worker)
         return worker
 
-    def _stream(self, todo: queue.Queue, done: queue.Queue) -> None:
-        """Feed one worker from `todo`, keeping its next job already in its pipe so it never waits for us."""
-        worker = self._idle.get()
-        in_flight: deque[Program] = deque()
-        try:
-            while True:
-                while len(in_flight) < PIPELINE_DEPTH:
-                    try:
-                        program = todo.get_nowait()
-                    except queue.Empty:
-                        break
-                    job = frame(self._job(program))
-                    if in_flight and len(job) > PIPELINE_MAX_JOB:
-                        # A big job waits its turn: two of them queued in the pipe could fill it while the
-                        # worker is blocked writing a big result to us (a deadlock).
-                        todo.put(program)
-                        break
-                    try:
-                        worker.send(job)
-                    except OSError:
-                        todo.put(program)  # never started: it runs on the replacement
-                        if in_flight:
-                            break  # receiving below finds the worker dead and replaces it
-                        worker = self._replace(worker)
-                        continue
-                    in_flight.append(program)
-                if not in_flight:
-                    return
-                program = in_flight.popleft()
-                try:
-                    raw = worker.receive()
-                except (RuntimeError, OSError, ValueError) as exc:
-                    worker = self._replace(worker)
-                    for waiting in in_flight:
-                        todo.put(waiting)  # queued behind the crash, never started: run them again
-                    in_flight.clear()
-                    raw = _crashed(exc)
-                done.put((program, _result(raw)))
-        finally:
-            self._idle.put(worker)
-
     def run_many(
         self, programs: Iterable[Program], on_result: Callable[[Program, SandboxResult], None] | None = None
     ) -> Iterator[tuple[Program, SandboxResult]]:
-        """Run programs on every worker at once; yields (program, result) as they finish."""
-        todo: queue.Queue = queue.Queue()
-        done: queue.Queue = queue.Queue()
-        count = 0
-        for program in programs:
-            todo.put(program)
-            count += 1
+        """Run programs on every worker at once; yields (program, result) as they finish.
 
-        def drain() -> None:
+        One thread drives every worker (a thread per worker cost two extra wake-ups per sample), keeping each
+        worker's next jobs already in its pipe so it never waits for us between samples.
+        """
+        todo: deque[Program] = deque(programs)
+        if not todo:
+            return
+        workers = [self._idle.get() for _ in range(min(self.size, len(todo)))]
+        in_flight: dict[_Worker, deque[Program]] = {worker: deque() for worker in workers}
+        ready = selectors.DefaultSelector()
+        for worker in workers:
+            ready.register(worker, selectors.EVENT_READ)
+            worker = self._feed(worker, todo, in_flight, ready)
+        try:
+            while any(in_flight.values()):
+                for key, _ in ready.select():
+                    worker = key.fileobj
+                    program = in_flight[worker].popleft()
+                    try:
+                        raw = worker.receive()
+                    except (RuntimeError, OSError, ValueError, EOFError) as exc:
+                        raw = _crashed(exc)
+                        todo.extendleft(reversed(in_flight.pop(worker)))  # queued behind the crash: run again
+                        ready.unregister(worker)
+                        worker = self._replace(worker)
+                        in_flight[worker] = deque()
+                        ready.register(worker, selectors.EVENT_READ)
+                    self._feed(worker, todo, in_flight, ready)
+                    result = _result(raw)
+                    if on_result:
+                        on_result(program, result)
+                    yield program, result
+        finally:
+            ready.close()
+            for worker, waiting in in_flight.items():
+                try:
+                    for _ in waiting:  # abandoned early: collect what is already running, so no stale
+                        worker.receive()  # result is left in the pipe for the next caller
+                except (RuntimeError, OSError, ValueError, EOFError):
+                    worker = self._replace(worker)
+                self._idle.put(worker)
+
+    def _feed(self, worker: _Worker, todo: deque, in_flight: dict, ready) -> _Worker:
+        """Queue jobs in the worker's pipe up to PIPELINE_DEPTH; a worker that cannot take one is replaced."""
+        queued = in_flight[worker]
+        while todo and len(queued) < PIPELINE_DEPTH:
+            job = frame(self._job(todo[0]))
+            if queued and len(job) > PIPELINE_MAX_JOB:
+                # A big job waits its turn: two of them queued in the pipe could fill it while the worker is
+                # blocked writing a big result to us (a deadlock).
+                break
             try:
-                self._stream(todo, done)
-            except BaseException as exc:  # noqa: BLE001 - surface in the caller's thread
-                done.put((None, exc))
-
-        threads = [threading.Thread(target=drain, daemon=True) for _ in range(min(self.size, max(count, 1)))]
-        for thread in threads:
-            thread.start()
-        for _ in range(count):
-            program, result = done.get()
-            if isinstance(result, BaseException):
-                raise result
-            if on_result:
-                on_result(program, result)
-            yield program, result
-        for thread in threads:
-            thread.join()
+                worker.send(job)
+            except OSError:
+                if queued:
+                    break  # receiving finds it dead and replaces it; this job runs later
+                ready.unregister(worker)
+                del in_flight[worker]
+                worker = self._replace(worker)
+                in_flight[worker] = queued = deque()
+                ready.register(worker, selectors.EVENT_READ)
+                continue
+            queued.append(todo.popleft())
+        return worker
 
 
 def frame(value: dict) -> bytes:
