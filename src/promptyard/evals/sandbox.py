@@ -206,11 +206,14 @@ class Sandbox:
         ready = selectors.DefaultSelector()
         for worker in workers:
             ready.register(worker, selectors.EVENT_READ)
-            worker = self._feed(worker, todo, in_flight, ready)
+            self._feed(worker, todo, in_flight, ready)
         try:
             while any(in_flight.values()):
                 for key, _ in ready.select():
                     worker = key.fileobj
+                    if not in_flight[worker]:
+                        ready.unregister(worker)  # done with its share and gone quiet (or gone): nothing to read
+                        continue
                     program = in_flight[worker].popleft()
                     try:
                         raw = worker.receive()
