@@ -39,13 +39,43 @@ def register_model(
     revision: str | None = None,
     description: str = "",
     is_preset: bool = False,
+    require_plugin: bool = True,
 ) -> ModelConfig:
-    """Register a model under a unique name; the plugin must be installed (404), values valid (422)."""
-    get_registry().get(plugin)
-    return _insert(
-        name, plugin, source, quantization=quantization, params=params, pricing=pricing, options=options,
-        revision=revision, description=description, is_preset=is_preset,
+    """Register a model under a unique name; the plugin must be installed (404), values valid (422).
+
+    `require_plugin=False` registers the row even when its plugin is missing (presets, the test helper).
+    """
+    if require_plugin:
+        get_registry().get(plugin)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise Unprocessable(
+            f"Model name '{name}' is invalid: use letters, digits, '.', '_', ':' or '-' (at most 100).",
+            code="invalid_model_name", details={"field": "name"},
+        )
+    if not isinstance(source, str) or not source.strip() or len(source) > 500:
+        raise Unprocessable("A model needs a 'source' (hub id, local path or base URL) of at most 500 characters.",
+                            code="invalid_model_source", details={"field": "source"})
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise Unprocessable(
+            f"Unknown quantization '{quantization}'; use one of {', '.join(QUANTIZATIONS)} or leave it out.",
+            code="invalid_quantization", details={"field": "quantization"},
+        )
+    if options is not None and not isinstance(options, dict):
+        raise Unprocessable("'options' must be an object.", code="invalid_options", details={"field": "options"})
+    if db.session.scalar(select(ModelConfig.id).where(ModelConfig.name == name)) is not None:
+        raise Conflict(f"A model named '{name}' is already registered.", code="model_exists", details={"model": name})
+    row = ModelConfig(
+        name=name, plugin=plugin, source=source, revision=revision, quantization=quantization,
+        params=_check_params(params or {}), pricing=_check_pricing(pricing or {}), options=dict(options or {}),
+        description=description or "", is_preset=is_preset,
     )
+    db.session.add(row)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:  # a concurrent registration of the same name won the race
+        db.session.rollback()
+        raise Conflict(f"A model named '{name}' is already registered.", code="model_exists") from exc
+    return row
 
 
 # Built once: every execution looks its model up by name.
@@ -137,7 +167,8 @@ def install_plugin(
     """Test helper: register `name` (plugin "function") if missing and put the ready instance in the manager."""
     row = db.session.scalar(select(ModelConfig).where(ModelConfig.name == name))
     if row is None:
-        row = _insert(name, TEST_PLUGIN_NAME, plugin.source, params=params, pricing=pricing)
+        row = register_model(name, TEST_PLUGIN_NAME, plugin.source, params=params, pricing=pricing,
+                             require_plugin=False)
     else:
         if pricing is not None:
             row.pricing = _check_pricing(pricing)
@@ -145,50 +176,6 @@ def install_plugin(
             row.params = _check_params(params)
         db.session.commit()
     get_manager().put(name, plugin)
-    return row
-
-
-def _insert(
-    name: str,
-    plugin: str,
-    source: str,
-    *,
-    quantization: str | None = None,
-    params: dict[str, Any] | None = None,
-    pricing: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-    revision: str | None = None,
-    description: str = "",
-    is_preset: bool = False,
-) -> ModelConfig:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise Unprocessable(
-            f"Model name '{name}' is invalid: use letters, digits, '.', '_', ':' or '-' (at most 100).",
-            code="invalid_model_name", details={"field": "name"},
-        )
-    if not isinstance(source, str) or not source.strip() or len(source) > 500:
-        raise Unprocessable("A model needs a 'source' (hub id, local path or base URL) of at most 500 characters.",
-                            code="invalid_model_source", details={"field": "source"})
-    if quantization is not None and quantization not in QUANTIZATIONS:
-        raise Unprocessable(
-            f"Unknown quantization '{quantization}'; use one of {', '.join(QUANTIZATIONS)} or leave it out.",
-            code="invalid_quantization", details={"field": "quantization"},
-        )
-    if options is not None and not isinstance(options, dict):
-        raise Unprocessable("'options' must be an object.", code="invalid_options", details={"field": "options"})
-    if db.session.scalar(select(ModelConfig.id).where(ModelConfig.name == name)) is not None:
-        raise Conflict(f"A model named '{name}' is already registered.", code="model_exists", details={"model": name})
-    row = ModelConfig(
-        name=name, plugin=plugin, source=source, revision=revision, quantization=quantization,
-        params=_check_params(params or {}), pricing=_check_pricing(pricing or {}), options=dict(options or {}),
-        description=description or "", is_preset=is_preset,
-    )
-    db.session.add(row)
-    try:
-        db.session.commit()
-    except IntegrityError as exc:  # a concurrent registration of the same name won the race
-        db.session.rollback()
-        raise Conflict(f"A model named '{name}' is already registered.", code="model_exists") from exc
     return row
 
 
@@ -248,7 +235,7 @@ def register_presets() -> str:
         name = spec.pop("name")
         if name in existing:
             continue
-        _insert(name, spec.pop("plugin"), spec.pop("source"), is_preset=True, **{
+        register_model(name, spec.pop("plugin"), spec.pop("source"), is_preset=True, require_plugin=False, **{
             key: spec[key] for key in ("quantization", "params", "pricing", "options", "revision", "description")
             if key in spec
         })
