@@ -49,17 +49,29 @@ def postgres_url():
     admin.dispose()
 
 
+def worker_redis_url(url: str) -> str:
+    """One Redis database per xdist worker (15, 14, ... from the configured one down): each worker flushes its
+    own at the start and end of its session, never one another worker's tests are using."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base, _, database = url.rpartition("/")
+    if not database.isdigit():
+        return url
+    return f"{base}/{(int(database) - index) % 16}"
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    url = worker_redis_url(REDIS_URL)
+    client = redis.Redis.from_url(url)
     try:
         client.ping()
     except Exception as exc:  # noqa: BLE001
-        service_missing(f"Redis at {REDIS_URL} ({exc.__class__.__name__})")
+        service_missing(f"Redis at {url} ({exc.__class__.__name__})")
     client.flushdb()
-    yield REDIS_URL
+    yield url
     client.flushdb()
 
 
