@@ -201,6 +201,12 @@ def test_patched_builtins_do_not_bend_the_tests(sandbox):
     assert result.verdict == "failed"
 
 
+@pytest.mark.parametrize("patched", ["exec", "compile", "isinstance"])
+def test_patching_what_the_harness_itself_calls_does_not_pass(sandbox, patched):
+    cheat = f"import builtins\nbuiltins.{patched} = lambda *a, **k: True\ndef f(x):\n    return x\n"
+    assert run(sandbox, cheat, "assert f(1) == 2\n").verdict != "passed"
+
+
 def test_huge_output_is_capped(sandbox):
     result = run(sandbox, "import sys\nsys.stdout.write('x' * (100 * 1024 * 1024))\n", "assert False\n")
     assert result.verdict == "failed"

@@ -23,8 +23,9 @@ _VERDICT_BY_EXCEPTION = {AssertionError: "failed", MemoryError: "memory"}
 # with this copy as their `__builtins__`, so a solution that patched builtins (abs, isinstance, len...) cannot
 # bend them. Copying it once here instead of in every child saves touching ~160 objects per sample.
 PRISTINE_BUILTINS = dict(builtins.__dict__)
-# This module's own code looks builtins up in the live module a solution may have patched: bind what it uses.
-_isinstance, _str, _type = isinstance, str, type
+# This module's own code would look builtins up in the live module, which the solution may have patched by the
+# time the tests run (a no-op `exec` would "pass" them): it uses these, bound before any sample code ran.
+_compile, _exec, _isinstance, _str, _type = compile, exec, isinstance, str, type
 
 
 def _verdict_for(exc: BaseException) -> str:
@@ -32,6 +33,11 @@ def _verdict_for(exc: BaseException) -> str:
         if _isinstance(exc, kind):
             return verdict
     return "error"
+
+
+def _code(source, filename: str):
+    """`source` as a code object: compiled here unless the worker already did."""
+    return _compile(source, filename, "exec", dont_inherit=True) if _isinstance(source, _str) else source
 
 
 def _escape(text: str) -> str:
@@ -46,10 +52,9 @@ def run_program(solution, tests, result_fd: int, nonce: bytearray) -> None:
     nonce[:] = b"\0" * len(nonce)
     scope: dict = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        exec(solution if not isinstance(solution, str) else compile(solution, "<solution>", "exec", dont_inherit=True),
-             scope)
+        _exec(_code(solution, "<solution>"), scope)
         scope["__builtins__"] = PRISTINE_BUILTINS
-        exec(tests if not isinstance(tests, str) else compile(tests, "<tests>", "exec", dont_inherit=True), scope)
+        _exec(_code(tests, "<tests>"), scope)
         report = f"{token}\tpassed\n"
     except BaseException as exc:  # noqa: BLE001 - every way a sample can end is a verdict
         try:
