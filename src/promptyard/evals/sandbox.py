@@ -22,6 +22,8 @@ DEFAULT_TIMEOUT = 3.0
 # Jobs queued ahead in each worker's pipe by run_many, and the largest job (bytes) queued behind another.
 PIPELINE_DEPTH = 2
 PIPELINE_MAX_JOB = 16 * 1024
+# How talking to a worker fails when the worker is dead or its pipe is broken.
+WORKER_ERRORS = (RuntimeError, OSError, ValueError, EOFError)
 
 
 @dataclass
@@ -81,8 +83,9 @@ class _Worker:
         )
 
     def send(self, frame: bytes) -> None:
-        self.proc.stdin.write(frame)
-        self.proc.stdin.flush()
+        remaining = memoryview(frame)
+        while remaining:  # a raw pipe may take a big frame in more than one write
+            remaining = remaining[self.proc.stdin.write(remaining):]
 
     def receive(self) -> dict:
         header = self._read_exactly(4)
@@ -174,7 +177,7 @@ class Sandbox:
         worker = self._idle.get()
         try:
             raw = worker.run(self._job(program))
-        except (RuntimeError, OSError, ValueError) as exc:
+        except WORKER_ERRORS as exc:
             worker = self._replace(worker)
             raw = _crashed(exc)
         finally:
@@ -217,7 +220,7 @@ class Sandbox:
                     program = in_flight[worker].popleft()
                     try:
                         raw = worker.receive()
-                    except (RuntimeError, OSError, ValueError, EOFError) as exc:
+                    except WORKER_ERRORS as exc:
                         raw = _crashed(exc)
                         todo.extendleft(reversed(in_flight.pop(worker)))  # queued behind the crash: run again
                         ready.unregister(worker)
@@ -235,7 +238,7 @@ class Sandbox:
                 try:
                     for _ in waiting:  # abandoned early: collect what is already running, so no stale
                         worker.receive()  # result is left in the pipe for the next caller
-                except (RuntimeError, OSError, ValueError, EOFError):
+                except WORKER_ERRORS:
                     worker = self._replace(worker)
                 self._idle.put(worker)
 

@@ -1,4 +1,4 @@
-"""A pre-started sandbox worker: reads jobs as JSON lines, forks an isolated child per job, reports verdicts.
+"""A pre-started sandbox worker: reads jobs as marshal frames, forks an isolated child per job, reports verdicts.
 
 Started as a bare script with `python -I -S` (see sandbox._Worker) and kept lean on purpose: every sample is a
 fork of this process, and on virtual machines a fork costs in proportion to the memory mapped here.
@@ -47,13 +47,21 @@ _COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, Overflo
 SOLUTION_COMPILE_MAX = 16 * 1024
 
 
+def _compiled(source: str, filename: str):
+    """The code object, or the source itself when the compiler refuses it: the child compiles it again and
+    reports the error as the sample's verdict."""
+    try:
+        return compile(source, filename, "exec", dont_inherit=True)
+    except _COMPILE_ERRORS:
+        return source
+
+
 def _compiled_tests(tests: str):
     code = _TESTS.get(tests)
     if code is None:
-        try:
-            code = compile(tests, "<tests>", "exec", dont_inherit=True)
-        except _COMPILE_ERRORS:
-            return tests  # the child compiles it again and reports the error as the sample's verdict
+        code = _compiled(tests, "<tests>")
+        if code is tests:
+            return tests
         if len(_TESTS) >= _TESTS_KEPT:
             _TESTS.clear()
         _TESTS[tests] = code
@@ -61,12 +69,7 @@ def _compiled_tests(tests: str):
 
 
 def _compiled_solution(solution: str):
-    if len(solution) > SOLUTION_COMPILE_MAX:
-        return solution
-    try:
-        return compile(solution, "<solution>", "exec", dont_inherit=True)
-    except _COMPILE_ERRORS:
-        return solution
+    return solution if len(solution) > SOLUTION_COMPILE_MAX else _compiled(solution, "<solution>")
 
 
 def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolation.Isolation, solution,
@@ -119,17 +122,12 @@ def _isolation() -> isolation.Isolation:
 
 def _fresh_folder(unique: str) -> str:
     """An empty folder for one sample: the worker's fixed one when it could be cleared, else a new name."""
-    if STATE["workdir"]:
+    for _ in range(2 if STATE["workdir"] else 0):
         try:
             os.mkdir(STATE["workdir"], 0o700)
             return STATE["workdir"]
         except FileExistsError:
             _remove_tree(STATE["workdir"])  # the last sample's folder survived its cleanup: one more try
-            try:
-                os.mkdir(STATE["workdir"], 0o700)
-                return STATE["workdir"]
-            except FileExistsError:
-                pass
     workdir = f"{STATE['scratch']}/promptyard-sample-{os.getpid()}-{unique[:12]}"
     os.mkdir(workdir, 0o700)
     return workdir
