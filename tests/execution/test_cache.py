@@ -7,9 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from promptyard.execution.cache import CachedResponse, DatabaseCache, RedisCache, cache_key
-from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream, get_cache
 from promptyard.errors import Unavailable
+from promptyard.execution.cache import CachedResponse, DatabaseCache, RedisCache, cache_key, output_options
+from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream, get_cache
+from promptyard.models.service import get_manager, register_model
+from promptyard.plugins.function import FunctionPlugin
+from tests.fixtures.openai_server import OpenAIServer, Reply, completion_body
 
 
 def counter_fn():
@@ -101,23 +104,61 @@ def test_a_streamed_response_is_cached_and_replayed_as_a_stream(install):
     assert execute(ExecutionRequest(model="m", input="x")).cache_hit  # and serves plain requests too
 
 
-def test_models_sharing_a_source_share_entries(install):
+def install_with_options(name, fn, source, options):
+    """A function-backed model registered with plugin options (install() registers none)."""
+    register_model(name, "function", source, options=options, require_plugin=False)
+    get_manager().put(name, FunctionPlugin(fn, source=source))
+
+
+def test_models_sharing_a_source_and_options_share_entries(install):
     fn, calls = counter_fn()
     install("a", fn, source="same/weights")
     install("b", fn, source="same/weights")
     execute(ExecutionRequest(model="a", input="x"))
     assert execute(ExecutionRequest(model="b", input="x")).cache_hit
+    install_with_options("c", fn, "same/weights", {"prompt_format": "system-user-assistant"})
+    install_with_options("d", fn, "same/weights", {"prompt_format": "system-user-assistant"})
+    assert not execute(ExecutionRequest(model="c", input="x")).cache_hit  # its options change the output
+    assert execute(ExecutionRequest(model="d", input="x")).cache_hit
+    assert calls["n"] == 2
 
 
-def test_key_covers_backend_weights_input_and_params():
-    base = dict(plugin="transformers", source="s", revision="r", quantization=None, rendered_input="x",
-                params={"max_new_tokens": 5})
+def test_served_models_on_one_server_never_answer_for_each_other(app):
+    with OpenAIServer() as server:
+        server.replies += [Reply(body=completion_body({}, "from gpt-4o")),
+                           Reply(body=completion_body({}, "from gpt-4o-mini"))]
+        register_model("big", "openai-compatible", server.base_url, options={"model": "gpt-4o"})
+        register_model("small", "openai-compatible", server.base_url, options={"model": "gpt-4o-mini"})
+        # Options that only change how the server is reached (timeouts, retries, the key's variable) do not
+        # change the answer: such a model shares the entries.
+        register_model("big-patient", "openai-compatible", server.base_url,
+                       options={"model": "gpt-4o", "timeout": 600, "max_retries": 0, "api_key_env": "PATH"})
+        big = execute(ExecutionRequest(model="big", input="x"))
+        small = execute(ExecutionRequest(model="small", input="x"))
+        patient = execute(ExecutionRequest(model="big-patient", input="x"))
+    assert [r["model"] for r in server.requests] == ["gpt-4o", "gpt-4o-mini"]
+    assert (big.output, small.output, small.cache_hit) == ("from gpt-4o", "from gpt-4o-mini", False)
+    assert (patient.output, patient.cache_hit) == ("from gpt-4o", True)
+
+
+def test_key_covers_backend_weights_options_input_and_params():
+    base = dict(plugin="transformers", source="s", revision="r", quantization=None, options={"dtype": "float16"},
+                rendered_input="x", params={"max_new_tokens": 5})
     key = cache_key(**base)
     assert len(key) == 64 and key == cache_key(**dict(base))
     for change in ({"plugin": "other"}, {"source": "t"}, {"revision": "q"}, {"quantization": "4bit"},
+                   {"options": {}}, {"options": {"dtype": "float32"}}, {"options": {"dtype": "float16", "x": 1}},
                    {"rendered_input": "y"}, {"params": {"max_new_tokens": 6}},
                    {"rendered_input": [{"role": "user", "content": "x"}]}):
         assert cache_key(**{**base, **change}) != key
+
+
+def test_only_options_a_plugin_calls_operational_are_left_out_of_the_key(app):
+    options = {"model": "m", "timeout": 5, "max_retries": 1, "api_key_env": "K", "context_length": 100}
+    assert output_options("openai-compatible", options) == {"model": "m", "context_length": 100}
+    assert output_options("transformers", {"dtype": "float16", "cache_dir": "/c", "trust_remote_code": True}) \
+        == {"dtype": "float16", "trust_remote_code": True}
+    assert output_options("not-installed", {"cache_dir": "/c"}) == {"cache_dir": "/c"}  # unknown: kept
 
 
 class Clock:

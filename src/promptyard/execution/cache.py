@@ -20,8 +20,9 @@ from sqlalchemy.exc import IntegrityError
 
 from promptyard.db import db
 from promptyard.db.models import CacheEntry
+from promptyard.errors import NotFound
 
-KEY_VERSION = 1  # bump when the key recipe changes so old entries stop matching
+KEY_VERSION = 2  # bump when the key recipe changes so old entries stop matching (2: the model's options)
 
 
 @dataclass
@@ -38,20 +39,39 @@ def cache_key(
     source: str,
     revision: str | None,
     quantization: str | None,
+    options: dict[str, Any],
     rendered_input: str | list[dict[str, Any]],
     params: dict[str, Any],
 ) -> str:
-    """A SHA-256 over what decides the output: backend, weights, input and normalised params."""
+    """A SHA-256 over what decides the output: backend, weights, the options that change answers (the model a
+    server serves, a prompt format, a dtype...; see `output_options`), input and normalised params."""
     material = {
         "v": KEY_VERSION,
         "plugin": plugin,
         "source": source,
         "revision": revision,
         "quantization": quantization,
+        "options": options,
         "input": rendered_input,
         "params": params,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def output_options(plugin: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """A model's options but those its plugin declares operational (timeouts, retries...: never the answer).
+
+    An option of a plugin that is not installed, or that its plugin does not declare, is kept: two models may share
+    entries only when nothing that could decide the output differs.
+    """
+    from promptyard.plugins.registry import get_registry
+
+    try:
+        factory = get_registry().get(plugin).factory
+    except NotFound:
+        factory = None
+    operational = getattr(factory, "operational_options", frozenset())
+    return {name: value for name, value in (options or {}).items() if name not in operational}
 
 
 class ResponseCache(ABC):

@@ -26,7 +26,7 @@ from flask import current_app
 from promptyard.db import db
 from promptyard.db.models import Execution
 from promptyard.errors import PromptyardError, Unavailable
-from promptyard.execution.cache import CachedResponse, ResponseCache, cache_key
+from promptyard.execution.cache import CachedResponse, ResponseCache, cache_key, output_options
 from promptyard.execution.checks import check_context, check_request, merge_params
 from promptyard.execution.cost import execution_cost
 from promptyard.execution.queue import ExecutionQueue, Ticket
@@ -261,7 +261,8 @@ def _prepare(request: ExecutionRequest) -> _Prepared:
     normalised = params.model_dump()
     use_cache = request.cache is not False and (request.cache == "always" or params.is_deterministic())
     key = cache_key(plugin=model.plugin, source=model.source, revision=model.revision,
-                    quantization=model.quantization, rendered_input=prompt_input, params=normalised) \
+                    quantization=model.quantization, options=output_options(model.plugin, model.options),
+                    rendered_input=prompt_input, params=normalised) \
         if use_cache else None
     record = {
         "model_name": model.name,

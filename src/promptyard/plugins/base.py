@@ -66,6 +66,9 @@ class LLMPlugin(AgentTool):
     """A model backend. One instance serves one registered model (its `source`)."""
 
     kind: ClassVar[str] = "llm"
+    # Options that change how the model is reached, never what it answers (timeouts, retries, where files are
+    # cached): the response cache leaves them out of its key, so models differing only in them share entries.
+    operational_options: ClassVar[frozenset[str]] = frozenset()
     input_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {

@@ -67,6 +67,7 @@ class OpenAICompatiblePlugin(LLMPlugin):
 
     name = "openai-compatible"
     description = "Any OpenAI-compatible server (vLLM, TGI, llama.cpp server, Ollama); source is its base URL."
+    operational_options = frozenset(DEFAULTS) | {"api_key_env"}
 
     def __init__(
         self,

@@ -44,6 +44,7 @@ class TransformersPlugin(LLMPlugin):
 
     name = "transformers"
     description = "Hugging Face transformers: causal or seq2seq models from a hub id or a local folder."
+    operational_options = frozenset({"cache_dir"})
 
     def __init__(
         self,
