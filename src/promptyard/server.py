@@ -1,4 +1,5 @@
-"""Serve the app with waitress on a background thread: for tests, benchmarks and embedding."""
+"""The WSGI server: one waitress configuration for `promptyard up`, and a background-thread server for tests,
+benchmarks and embedding."""
 
 from __future__ import annotations
 
@@ -9,23 +10,30 @@ from typing import Iterator
 from flask import Flask
 
 
+def create_server(app: Flask, *, host: str, port: int, threads: int):
+    """A waitress server bound to host:port (port 0 picks a free one); raises OSError when the address is taken."""
+    import waitress
+
+    # Waitress's loop timeout stays at its default (1 s): it is an int adjustment, so a fraction such as 0.1
+    # becomes 0 and the I/O thread spins in select(), taking a core away from the request threads.
+    return waitress.create_server(app, host=host, port=port, threads=threads, channel_timeout=600,
+                                  ident="promptyard")
+
+
 @contextmanager
 def serve_in_thread(app: Flask, *, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> Iterator[str]:
     """Run a real waitress server for `app` until the block ends; yields its base URL (port 0 picks a free one)."""
-    import waitress
-
-    # A short loop timeout lets the server notice it is being shut down quickly (it only matters when idle).
-    server = waitress.create_server(app, host=host, port=port, threads=threads, ident="promptyard",
-                                    asyncore_loop_timeout=0.1)
+    server = create_server(app, host=host, port=port, threads=threads)
     thread = threading.Thread(target=server.run, name="promptyard-waitress", daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.effective_port}"
     finally:
-        # Emptying the socket map ends the server's loop (it runs `while map`); the sockets are closed after the
-        # thread has stopped, so they are never closed under a select() in progress.
+        # Emptying the socket map ends the server's loop (it runs `while map`) and pulling the trigger wakes it
+        # from select() at once; the sockets are closed after the thread has stopped, never under a select().
         dispatchers = list(server._map.values())
         server._map.clear()
+        server.pull_trigger()
         thread.join(timeout=10)
         for dispatcher in dispatchers:
             try:

@@ -13,6 +13,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from promptyard.server import create_server
 from promptyard.startup import prepare_database
 
 
@@ -60,12 +61,8 @@ def _interrupt(signum, frame) -> None:
 
 def _bind(app, host: str, port: int, threads: int):
     """A waitress server listening on host:port, or a one-line error when that address is taken."""
-    import waitress
-
     try:
-        return waitress.create_server(
-            app, host=host, port=port, threads=threads, channel_timeout=600, ident="promptyard"
-        )
+        return create_server(app, host=host, port=port, threads=threads)
     except OSError as exc:
         raise click.ClickException(
             f"Cannot serve the API on {host}:{port}: {exc.strerror or exc}. "
