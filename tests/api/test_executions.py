@@ -92,6 +92,52 @@ def test_bad_param_is_named(client, echo):
     assert error["details"]["param"] == "temperature" and "'temperature'" in error["message"]
 
 
+# Each param with a value of every JSON type but its own: refused, never converted ("64" is not 64, true is not 1).
+WRONG_TYPES = [
+    ("max_new_tokens", ["64", True, 64.0, 64.5, None, [64], {"n": 64}]),
+    ("temperature", ["0.5", True, None, [0.5], {"t": 0.5}]),
+    ("top_p", ["0.9", False, None, [0.9]]),
+    ("do_sample", ["yes", "true", 1, 0, 1.0, None, [True]]),
+    ("seed", [True, "7", 7.0, 7.5, [7], {"s": 7}]),
+    ("stop", ["\n", [1], [True], [None], {"a": "b"}, None]),
+]
+
+
+@pytest.mark.parametrize("param, value", [(param, value) for param, values in WRONG_TYPES for value in values])
+def test_a_param_of_the_wrong_type_is_refused_not_converted(client, echo, param, value):
+    for stream in (False, True):
+        response = run(client, model="echo", input="x", params={param: value}, stream=stream)
+        assert response.status_code == 422, (param, value, stream)
+        error = response.get_json()["error"]
+        named = error["details"]["param"]  # "stop.0" for the first stop sequence
+        assert error["code"] == "invalid_params" and named.split(".")[0] == param
+        assert f"'{named}'" in error["message"]
+    assert executions() == 0
+    assert client.get("/api/v1/cache/stats").get_json()["entries"] == 0
+
+
+def test_whole_numbers_are_fine_for_float_params(client, echo):
+    response = run(client, model="echo", input="x", params={"temperature": 0, "top_p": 1, "max_new_tokens": 3})
+    assert response.status_code == 201
+    assert response.get_json()["params"]["temperature"] == 0.0 and response.get_json()["params"]["top_p"] == 1.0
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "echo", "input": "x", "stream": "yes"},
+    {"model": "echo", "input": "x", "stream": 1},
+    {"model": "echo", "input": "x", "cache": "true"},
+    {"model": "echo", "input": "x", "cache": 0},
+    {"model": "echo", "prompt": "greet", "version": "1"},
+    {"model": "echo", "prompt": "greet", "version": True},
+    {"model": "echo", "prompt": "greet", "version": 1.0},
+])
+def test_body_fields_of_the_wrong_type_are_refused(client, echo, body):
+    response = run(client, **body)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "validation_error"
+    assert executions() == 0
+
+
 def test_garbage_bodies_are_400(client, echo):
     response = client.post("/api/v1/executions", data="{not json", content_type="application/json")
     assert response.status_code == 400
@@ -178,8 +224,12 @@ def test_feedback(client, echo):
     response = client.post(f"/api/v1/executions/{execution_id}/feedback", json={"rating": 5, "comment": "great"})
     assert response.status_code == 201
     assert response.get_json()["rating"] == 5
-    for bad in ({"rating": 0}, {"rating": 6}, {"rating": "five"}, {}, {"rating": 3, "extra": 1}):
-        assert client.post(f"/api/v1/executions/{execution_id}/feedback", json=bad).status_code == 422, bad
+    for bad in ({"rating": 0}, {"rating": 6}, {"rating": "five"}, {}, {"rating": 3, "extra": 1},
+                {"rating": True}, {"rating": "3"}, {"rating": 3.0}, {"rating": 3.5}, {"rating": None},
+                {"rating": [3]}, {"rating": {"value": 3}}, {"rating": 3, "comment": 5}):
+        response = client.post(f"/api/v1/executions/{execution_id}/feedback", json=bad)
+        assert response.status_code == 422, bad
+        assert response.get_json()["error"]["details"]["errors"][0]["field"] in ("rating", "extra", "comment")
     assert client.post("/api/v1/executions/999/feedback", json={"rating": 3}).status_code == 404
     feedback = client.get(f"/api/v1/executions/{execution_id}").get_json()["feedback"]
     assert [(entry["rating"], entry["comment"]) for entry in feedback] == [(5, "great")]

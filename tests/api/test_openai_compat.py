@@ -135,6 +135,19 @@ def test_bad_params_are_unprocessable_and_record_nothing(oai, kwargs, named):
     assert db.session.scalar(select(Execution.id)) is None
 
 
+@pytest.mark.parametrize("field, value", [
+    ("max_tokens", "64"), ("max_tokens", 64.0), ("max_tokens", True), ("max_completion_tokens", "5"),
+    ("temperature", "0.5"), ("temperature", True), ("top_p", "1"), ("seed", True), ("seed", "7"),
+    ("stream", "yes"), ("n", "1"), ("stop", 5),
+])
+def test_fields_of_the_wrong_type_are_refused_not_converted(base_url, field, value):
+    body = {"model": "params", "messages": [{"role": "user", "content": "hi"}], field: value}
+    response = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["errors"][0]["field"].split(".")[0] == field
+    assert db.session.scalar(select(Execution.id)) is None
+
+
 def test_bad_messages_are_refused(oai):
     with pytest.raises(openai.UnprocessableEntityError):
         oai.chat.completions.create(model="shout", messages=[])

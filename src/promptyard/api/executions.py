@@ -21,14 +21,16 @@ api = APIBlueprint(
 )
 
 
+# Request bodies are strict: a value of the wrong type ("1" for a number, 1 or "yes" for a boolean) is a 422,
+# never converted; query strings (the list filters) are text by nature and stay lax.
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     role: Literal["system", "user", "assistant", "tool"]
     content: str
 
 
 class ExecutionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: str = Field(description="A registered model's name.")
     prompt: str | None = Field(None, description="A library prompt to run (else give `input`).")
     version: int | None = Field(None, ge=1, description="Prompt version number (default: latest).")
@@ -78,7 +80,7 @@ class ExecutionPath(BaseModel):
 
 
 class FeedbackCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     rating: int = Field(ge=1, le=5, description="1 (bad) to 5 (good).")
     comment: str = Field("", max_length=feedback_service.MAX_COMMENT)
 

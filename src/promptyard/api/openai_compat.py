@@ -25,15 +25,16 @@ api = APIBlueprint("openai_compat", __name__, abp_tags=[Tag(name="openai-compati
                    abp_security=[{"bearer": []}])
 
 
+# Like OpenAI's API, fields of the wrong type ("64" for max_tokens, "yes" for stream) are refused, not converted.
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     include_usage: bool = False
 
 
 class SamplingFields(BaseModel):
     """The OpenAI request fields promptyard honours; other OpenAI fields are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     model: str = Field(min_length=1, max_length=300, description="A registered model or prompt:NAME@LABEL.")
     max_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -48,7 +49,7 @@ class SamplingFields(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
 

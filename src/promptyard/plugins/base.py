@@ -18,9 +18,13 @@ Progress = Union[bool, Callable[[int, Union[int, None]], None]]
 
 
 class GenerationParams(BaseModel):
-    """Generation parameters, with the transformers names; anything else is refused (422 naming it)."""
+    """Generation parameters, with the transformers names; anything else is refused (422 naming it).
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: a value of the wrong type ("64", true for a number, 1 for a boolean) is refused rather than converted;
+    only a whole number stands for a float (temperature 0).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_new_tokens: int = Field(256, ge=1, le=32768, description="Most tokens to generate.")
     temperature: float = Field(1.0, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy.")
