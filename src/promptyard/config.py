@@ -43,7 +43,10 @@ class Settings:
         default="promptyard", metadata={"help": "Prefix of the rate-limit counters in Redis (share it across workers)."}
     )
     PROMPTYARD_MODEL_MEMORY_BYTES: int | None = field(
-        default=None, metadata={"help": "Memory budget for loaded models (LRU eviction beyond); unset: no bound."}
+        default=None,
+        metadata={"help": "Memory budget in bytes for loaded models (least recently used unloaded beyond, and before "
+                          "loading one that would not fit); unset: 85% of the GPU's memory with CUDA, else half "
+                          "the RAM (or of the container's limit)."},
     )
     PROMPTYARD_CACHE_TTL: int = field(
         default=7 * 24 * 3600, metadata={"help": "Seconds a cached response lives; 0 means no expiry."}

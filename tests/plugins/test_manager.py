@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from promptyard.plugins.base import Generation, LLMPlugin
+from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin
 from promptyard.plugins.manager import ModelManager
+from promptyard.plugins.transformers_backend import TransformersPlugin
 
 
 class SizedPlugin(LLMPlugin):
@@ -17,16 +18,21 @@ class SizedPlugin(LLMPlugin):
     name = "sized"
     description = "Test plugin with a memory size."
 
-    def __init__(self, source: str, size: int = 0, load_seconds: float = 0.0) -> None:
+    def __init__(self, source: str, size: int = 0, load_seconds: float = 0.0, estimate: int = 0) -> None:
         super().__init__(source)
-        self.size, self.load_seconds = size, load_seconds
+        self.size, self.load_seconds, self.estimate = size, load_seconds, estimate
         self.loads = self.unloads = 0
         self.loaded = False
+        self.on_load = lambda: None
 
     def load(self) -> None:
+        self.on_load()
         time.sleep(self.load_seconds)  # widens the window in which concurrent callers could double-load
         self.loads += 1
         self.loaded = True
+
+    def estimated_memory_bytes(self) -> int:
+        return self.estimate
 
     def unload(self) -> None:
         self.unloads += 1
@@ -130,3 +136,114 @@ def test_unload_and_unload_all():
     manager.unload_all()
     assert b.unloads == 1
     assert manager.loaded() == []
+
+
+def test_models_are_evicted_before_loading_one_that_would_not_fit():
+    manager = ModelManager(memory_budget_bytes=100)
+    a = manager.get("a", lambda: SizedPlugin("a", 40, estimate=40))
+    b = manager.get("b", lambda: SizedPlugin("b", 40, estimate=40))
+    manager.get("a", lambda: pytest.fail("a is loaded already"))  # b is now the least recently used
+    c = SizedPlugin("c", 40, estimate=40)
+    seen_while_loading = []
+    c.on_load = lambda: seen_while_loading.append((manager.loaded(), a.loaded, b.loaded))
+    manager.get("c", lambda: c)
+    # b was unloaded before c started loading: memory never held a, b and c at once.
+    assert seen_while_loading == [(["a"], True, False)]
+    assert manager.loaded() == ["a", "c"] and b.unloads == 1
+
+
+def test_a_model_that_fits_beside_the_others_evicts_nothing():
+    manager = ModelManager(memory_budget_bytes=100)
+    a = manager.get("a", lambda: SizedPlugin("a", 40, estimate=40))
+    manager.get("b", lambda: SizedPlugin("b", 60, estimate=60))
+    assert manager.loaded() == ["a", "b"] and a.unloads == 0
+
+
+def test_an_underestimated_model_still_evicts_once_loaded():
+    manager = ModelManager(memory_budget_bytes=100)
+    a = manager.get("a", lambda: SizedPlugin("a", 40, estimate=40))
+    manager.get("b", lambda: SizedPlugin("b", 90, estimate=10))
+    assert manager.loaded() == ["b"] and a.unloads == 1
+
+
+def test_a_budget_function_is_worked_out_only_when_a_model_takes_memory():
+    calls = []
+
+    def budget():
+        calls.append(1)
+        return 100
+
+    manager = ModelManager(memory_budget_bytes=budget)
+    manager.get("served", lambda: SizedPlugin("served"))  # holds nothing here (an openai-compatible model)
+    assert calls == []
+    manager.get("a", lambda: SizedPlugin("a", 60, estimate=60))
+    manager.get("b", lambda: SizedPlugin("b", 60, estimate=60))
+    assert manager.memory_budget_bytes == 100 and calls == [1]
+    assert manager.loaded() == ["served", "b"]
+
+
+def test_the_default_budget_is_half_the_ram_on_a_machine_without_cuda(monkeypatch):
+    import os
+
+    from promptyard.plugins import manager as manager_module
+
+    monkeypatch.setattr(manager_module, "_cuda_memory_bytes", lambda: None)
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    budget = manager_module.default_memory_budget()
+    assert 0 < budget <= physical * manager_module.RAM_SHARE
+    monkeypatch.setattr(manager_module, "CGROUP_LIMIT_FILES", ())
+    assert manager_module.default_memory_budget() == int(physical * manager_module.RAM_SHARE)
+
+
+def test_a_container_limit_below_the_ram_bounds_the_default(monkeypatch, tmp_path):
+    from promptyard.plugins import manager as manager_module
+
+    limit, unlimited = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    limit.write_text("1073741824\n")
+    unlimited.write_text("max\n")
+    monkeypatch.setattr(manager_module, "_cuda_memory_bytes", lambda: None)
+    monkeypatch.setattr(manager_module, "CGROUP_LIMIT_FILES", (str(unlimited), str(limit)))
+    assert manager_module.default_memory_budget() == int(2**30 * manager_module.RAM_SHARE)
+
+
+def test_with_cuda_the_default_budget_is_a_share_of_the_gpu(monkeypatch):
+    from promptyard.plugins import manager as manager_module
+
+    monkeypatch.setattr(manager_module, "_cuda_memory_bytes", lambda: 80 * 2**30)
+    assert manager_module.default_memory_budget() == int(80 * 2**30 * manager_module.GPU_SHARE)
+
+
+class ObservedTransformersPlugin(TransformersPlugin):
+    """The real transformers plugin, noting which other plugins still held a model when its load began."""
+
+    def __init__(self, source, others):
+        super().__init__(source)
+        self.others = others
+        self.others_loaded_at_load = None
+
+    def load(self):
+        self.others_loaded_at_load = [other.model is not None for other in self.others]
+        super().load()
+
+
+def test_tiny_models_make_room_for_each_other_within_a_small_budget(tiny_gpt2_dir, tiny_t5_dir):
+    gpt2 = TransformersPlugin(str(tiny_gpt2_dir))
+    t5 = ObservedTransformersPlugin(str(tiny_t5_dir), others=[gpt2])
+    sizes = gpt2.estimated_memory_bytes(), t5.estimated_memory_bytes()
+    manager = ModelManager(memory_budget_bytes=int(max(sizes) * 1.5))  # room for one of them, not both
+    manager.get("gpt2", lambda: gpt2)
+    assert gpt2.model is not None
+    manager.get("t5", lambda: t5)
+    assert t5.others_loaded_at_load == [False]
+    assert manager.loaded() == ["t5"] and 0 < manager.used_bytes() <= manager.memory_budget_bytes
+    assert t5.generate("def add", GenerationParams(max_new_tokens=3)).tokens_out > 0
+
+
+def test_app_without_a_configured_budget_uses_the_default(tmp_path):
+    from promptyard import create_app
+    from promptyard.plugins.manager import default_memory_budget
+
+    app = create_app({"TESTING": True, "PROMPTYARD_HOME": str(tmp_path / "home"),
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}"})
+    budget = app.extensions["promptyard.models"].memory_budget_bytes
+    assert budget is not None and budget == default_memory_budget()

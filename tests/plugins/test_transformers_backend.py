@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 
@@ -182,6 +183,47 @@ def test_status_memory_and_unload(tiny_gpt2_dir):
     assert plugin.memory_bytes() >= params_bytes > 0
     plugin.unload()
     assert (plugin.status(), plugin.memory_bytes()) == ("available", 0)
+
+
+@pytest.mark.parametrize("which", ["gpt2", "t5"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_the_estimate_before_loading_is_close_to_the_loaded_footprint(request, which, dtype):
+    plugin = TransformersPlugin(str(request.getfixturevalue(f"tiny_{which}_dir")), options={"dtype": dtype})
+    estimate = plugin.estimated_memory_bytes()
+    plugin.load()
+    # T5 keeps a few layers in float32 whatever the dtype: the estimate counts every weight at the dtype's size.
+    assert 0.8 * plugin.memory_bytes() <= estimate <= plugin.memory_bytes()
+
+
+def test_the_estimate_follows_the_dtype_and_the_quantization(tiny_gpt2_dir):
+    def estimate(quantization=None, **options):
+        return TransformersPlugin(str(tiny_gpt2_dir), quantization=quantization, options=options) \
+            .estimated_memory_bytes()
+
+    full = estimate(dtype="float32")
+    assert full > 0
+    assert (estimate(dtype="bfloat16"), estimate("8bit"), estimate("4bit")) == (full // 2, full // 4, full // 8)
+
+
+def test_the_estimate_counts_only_the_weights_transformers_loads(tmp_path, tiny_gpt2_dir):
+    folder = tmp_path / "sharded"
+    shutil.copytree(tiny_gpt2_dir, folder)
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    index = {"metadata": {}, "weight_map": {"transformer.wte.weight": "model-00001-of-00001.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    shutil.copy(folder / "model-00001-of-00001.safetensors", folder / "consolidated.safetensors")  # another runtime's
+    expected = TransformersPlugin(str(tiny_gpt2_dir)).estimated_memory_bytes()
+    assert TransformersPlugin(str(folder)).estimated_memory_bytes() == expected
+
+
+def test_without_weights_to_read_the_estimate_is_zero(tmp_path, tiny_gpt2_dir):
+    assert TransformersPlugin(str(tmp_path / "missing")).estimated_memory_bytes() == 0
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_gpt2_dir, folder)
+    (folder / "model.safetensors").unlink()
+    assert TransformersPlugin(str(folder)).estimated_memory_bytes() == 0
+    (folder / "pytorch_model.bin").write_bytes(b"\0" * 1000)
+    assert TransformersPlugin(str(folder)).estimated_memory_bytes() == 1000  # by its size on disk
 
 
 def test_context_length_comes_from_the_config(gpt2, t5):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from promptyard.plugins.manager import ModelManager
+from promptyard.plugins.manager import ModelManager, default_memory_budget
 
 EXTENSION_KEY = "promptyard.models"
 
 
 def init_app(app: Flask) -> None:
-    """Put one ModelManager on the app, bounded by PROMPTYARD_MODEL_MEMORY_BYTES when set."""
+    """Put one ModelManager on the app, bounded by PROMPTYARD_MODEL_MEMORY_BYTES, else by the machine's default."""
     budget = app.config.get("PROMPTYARD_MODEL_MEMORY_BYTES")
-    app.extensions[EXTENSION_KEY] = ModelManager(int(budget) if budget not in (None, "") else None)
+    app.extensions[EXTENSION_KEY] = ModelManager(int(budget) if budget not in (None, "") else default_memory_budget)

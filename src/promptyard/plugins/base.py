@@ -132,6 +132,11 @@ class LLMPlugin(AgentTool):
         """Memory the loaded model holds (the ModelManager's budget counts it); 0 when nothing is loaded."""
         return 0
 
+    def estimated_memory_bytes(self) -> int:
+        """Memory load() is expected to take, worked out without loading (the ModelManager makes room for it
+        beforehand); 0 when unknown or when the model holds nothing here."""
+        return 0
+
     def download(self, progress: Progress = True) -> str | None:
         """Fetch what load() needs (weights); plugins with nothing to fetch do nothing and return None."""
         return None

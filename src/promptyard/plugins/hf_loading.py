@@ -1,8 +1,12 @@
-"""How a transformers model is placed: device, dtype and bitsandbytes quantization (never a silent fallback)."""
+"""How a transformers model is placed: device, dtype and bitsandbytes quantization (never a silent fallback),
+and how much memory it will take there, worked out from its files before loading."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptyard.errors import Unprocessable
@@ -11,6 +15,14 @@ if TYPE_CHECKING:
     import torch
 
 DTYPES = ("float32", "float16", "bfloat16")
+# Bytes a quantized weight takes; the few layers bitsandbytes leaves alone (embeddings, norms) are not told apart.
+QUANTIZED_BYTES_PER_PARAMETER = {"8bit": 1.0, "4bit": 0.5}
+# The weights transformers loads, by preference: an index of shards, else the single file (a folder may hold other
+# weight files too, such as a `consolidated.safetensors` for another runtime, which are not loaded).
+WEIGHT_LAYOUTS = (
+    ("model.safetensors.index.json", "model.safetensors"),
+    ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+)
 
 
 def choose_device_and_dtype(options: dict[str, Any]) -> tuple[torch.device, torch.dtype]:
@@ -63,3 +75,38 @@ def quantization_config_for(bits: str | None, device: torch.device, dtype: torch
             bnb_4bit_use_double_quant=True,
         )
     return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def bytes_per_parameter(bits: str | None, dtype: torch.dtype) -> float:
+    return QUANTIZED_BYTES_PER_PARAMETER[bits] if bits else float(dtype.itemsize)
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files transformers would load from the folder."""
+    for index_name, single_name in WEIGHT_LAYOUTS:
+        index = folder / index_name
+        if index.is_file():
+            return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        if (folder / single_name).is_file():
+            return [folder / single_name]
+    return []
+
+
+def safetensors_parameter_count(path: Path) -> int:
+    """Parameters in a safetensors file, read from its header (an 8-byte length, then JSON describing each tensor)."""
+    with path.open("rb") as handle:
+        header_length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(header_length))
+    return sum(math.prod(tensor["shape"]) for name, tensor in header.items() if name != "__metadata__")
+
+
+def estimated_weight_bytes(folder: Path, bytes_per_param: float) -> int:
+    """Memory the weights will take once loaded: safetensors parameters at `bytes_per_param` each (the dtype they
+    load in, or quantized); a pickled checkpoint, whose tensors cannot be read cheaply, by its size on disk."""
+    total = 0.0
+    for path in weight_files(folder):
+        if path.suffix == ".safetensors":
+            total += safetensors_parameter_count(path) * bytes_per_param
+        else:
+            total += path.stat().st_size
+    return int(total)

@@ -3,23 +3,79 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional, Union
 
 from promptyard.plugins.base import LLMPlugin
 
 log = logging.getLogger(__name__)
 
+# Shares of the machine that loaded models may hold when no budget is configured: most of a GPU (what is left holds
+# activations and the KV cache), half the RAM (the server, tokenizers and evaluation sandboxes need the rest).
+GPU_SHARE = 0.85
+RAM_SHARE = 0.5
+# A container's memory limit (cgroup v2, then v1); an unlimited one reads "max" or a huge number.
+CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+# Bytes; None for no bound; or a function that works the budget out when it is first needed.
+Budget = Union[int, None, Callable[[], Optional[int]]]
+
+
+def default_memory_budget() -> int | None:
+    """GPU_SHARE of the first CUDA GPU's memory when there is one, else RAM_SHARE of the RAM (the container's limit
+    when lower); None when neither can be read."""
+    gpu = _cuda_memory_bytes()
+    if gpu:
+        return int(gpu * GPU_SHARE)
+    ram = _ram_bytes()
+    return int(ram * RAM_SHARE) if ram else None
+
+
+def _cuda_memory_bytes() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(0).total_memory)
+
+
+def _ram_bytes() -> int | None:
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+    limits = [physical]
+    for name in CGROUP_LIMIT_FILES:
+        try:
+            limits.append(int(Path(name).read_text().strip()))
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+    return min(limits)
+
 
 class ModelManager:
-    """Keeps loaded plugins by key (the registered model's name), evicting the least recently used."""
+    """Keeps loaded plugins by key (the registered model's name), evicting the least recently used.
 
-    def __init__(self, memory_budget_bytes: int | None = None) -> None:
-        self.memory_budget_bytes = memory_budget_bytes
+    `memory_budget_bytes`: see `Budget`. The function form lets the machine's default (which may import torch to
+    ask CUDA) be worked out on the first load of a model that takes memory, not when the app starts.
+    """
+
+    def __init__(self, memory_budget_bytes: Budget = None) -> None:
+        self._budget = memory_budget_bytes
         self._loaded: OrderedDict[str, LLMPlugin] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def memory_budget_bytes(self) -> int | None:
+        if callable(self._budget):
+            self._budget = self._budget()
+        return self._budget
 
     def get(self, key: str, factory: Callable[[], LLMPlugin]) -> LLMPlugin:
         """The loaded plugin for `key`, creating and loading it with `factory` once."""
@@ -33,6 +89,7 @@ class ModelManager:
             if plugin is not None:
                 return plugin
             plugin = factory()
+            self._make_room(key, plugin)
             plugin.load()  # a failure propagates and leaves nothing behind; the next call tries again
             with self._lock:
                 self._loaded[key] = plugin
@@ -87,15 +144,34 @@ class ModelManager:
                 self._loaded.move_to_end(key)
             return plugin
 
-    def _pop_over_budget(self, keep: str) -> list[tuple[str, LLMPlugin]]:
-        """Remove least recently used plugins until the rest fit; the one just loaded always stays."""
+    def _make_room(self, key: str, plugin: LLMPlugin) -> None:
+        """Before loading: unload least recently used models until the new one's estimated size fits beside the
+        rest, so that memory peaks at the budget rather than at the old models plus the new one."""
+        incoming = plugin.estimated_memory_bytes()
+        if incoming <= 0 or self.memory_budget_bytes is None:
+            return
+        with self._lock:
+            evicted = self._pop_over_budget(keep=key, incoming=incoming)
+        if evicted:
+            log.info("making room for model %s (about %d bytes)", key, incoming)
+        self._unload_all(evicted)
+
+    def _pop_over_budget(self, keep: str, incoming: int = 0) -> list[tuple[str, LLMPlugin]]:
+        """Remove least recently used plugins until they and `incoming` bytes fit; `keep` always stays, even alone
+        over the budget (a model bigger than the budget still loads, by itself). Plugins holding no memory here
+        (served elsewhere) are never removed: that would free nothing."""
         evicted: list[tuple[str, LLMPlugin]] = []
-        if self.memory_budget_bytes is None:
-            return evicted
-        while self._used_bytes() > self.memory_budget_bytes and len(self._loaded) > 1:
-            oldest = next(k for k in self._loaded if k != keep)
+        while self._over_budget(incoming):
+            oldest = next((k for k, p in self._loaded.items() if k != keep and p.memory_bytes() > 0), None)
+            if oldest is None:
+                break
             evicted.append((oldest, self._loaded.pop(oldest)))
         return evicted
+
+    def _over_budget(self, incoming: int) -> bool:
+        needed = self._used_bytes() + incoming
+        # Nothing to count asks for no budget: models served elsewhere never make the default be worked out.
+        return needed > 0 and self.memory_budget_bytes is not None and needed > self.memory_budget_bytes
 
     def _used_bytes(self) -> int:
         return sum(plugin.memory_bytes() for plugin in self._loaded.values())

@@ -9,9 +9,8 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from typing import Any, Generator
-
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generator
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, Progress, PromptInput
@@ -22,7 +21,12 @@ from promptyard.plugins.hf_files import (
     looks_like_path,
     missing_weights_error,
 )
-from promptyard.plugins.hf_loading import choose_device_and_dtype, quantization_config_for
+from promptyard.plugins.hf_loading import (
+    bytes_per_parameter,
+    choose_device_and_dtype,
+    estimated_weight_bytes,
+    quantization_config_for,
+)
 from promptyard.plugins.textgen import StopBuffer, cut_at_stop, prompt_to_text
 
 if TYPE_CHECKING:
@@ -241,6 +245,14 @@ class TransformersPlugin(LLMPlugin):
     def memory_bytes(self) -> int:
         model = self.model
         return int(model.get_memory_footprint()) if model is not None else 0
+
+    def estimated_memory_bytes(self) -> int:
+        try:
+            folder = Path(self._model_path())
+            _, dtype = choose_device_and_dtype(self.options)
+            return estimated_weight_bytes(folder, bytes_per_parameter(self.bits, dtype))
+        except (NotFound, Unavailable, Unprocessable, OSError, ValueError, KeyError):
+            return 0  # missing or unreadable files: load() reports what is wrong with them
 
     # --- generation ------------------------------------------------------------------------------------------
 
