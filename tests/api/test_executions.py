@@ -148,7 +148,7 @@ def test_garbage_bodies_are_400(client, echo):
 def test_input_longer_than_the_context_is_422(client, echo):
     echo.context_length = lambda: 8
     echo.count_tokens = lambda prompt: len(prompt_text(prompt).split())
-    response = run(client, model="echo", input="a b c d e", params={"max_new_tokens": 4})
+    response = run(client, model="echo", input="a b c d e f g h", params={"max_new_tokens": 4})
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "context_length_exceeded"
     assert executions() == 0

@@ -132,16 +132,32 @@ def test_bad_params_are_422_naming_the_param(install, params, name):
     assert count_executions() == 0
 
 
-def test_input_longer_than_the_context_is_422(install):
+def test_input_filling_the_context_is_422_and_a_shorter_one_gets_the_room_left(install):
     plugin = install("echo")
     plugin.context_length = lambda: 10
     plugin.count_tokens = lambda prompt: len(prompt.split())
     with pytest.raises(Unprocessable) as raised:
-        execute(ExecutionRequest(model="echo", input="one two three four", params={"max_new_tokens": 7}))
+        execute(ExecutionRequest(model="echo", input="w " * 10, params={"max_new_tokens": 1}))
     assert raised.value.code == "context_length_exceeded"
-    assert raised.value.details == {"tokens_in": 4, "max_new_tokens": 7, "context_length": 10}
+    assert raised.value.details == {"tokens_in": 10, "context_length": 10}
     assert count_executions() == 0
-    assert execute(ExecutionRequest(model="echo", input="one two three", params={"max_new_tokens": 7})).output
+    row = execute(ExecutionRequest(model="echo", input="one two three four", params={"max_new_tokens": 7}))
+    assert row.params["max_new_tokens"] == 6
+    assert plugin.calls[-1][1].max_new_tokens == 6
+    untouched = execute(ExecutionRequest(model="echo", input="one two", params={"max_new_tokens": 7}))
+    assert untouched.params["max_new_tokens"] == 7 and plugin.calls[-1][1].max_new_tokens == 7
+
+
+def test_a_seq2seq_context_bounds_only_the_input(install):
+    plugin = install("echo")
+    plugin.context_length = lambda: 10
+    plugin.count_tokens = lambda prompt: len(prompt.split())
+    plugin.output_shares_context = lambda: False
+    assert execute(ExecutionRequest(model="echo", input="w " * 10, params={"max_new_tokens": 50})) \
+        .params["max_new_tokens"] == 50
+    with pytest.raises(Unprocessable) as raised:
+        execute(ExecutionRequest(model="echo", input="w " * 11, params={"max_new_tokens": 1}))
+    assert raised.value.details == {"tokens_in": 11, "context_length": 10}
 
 
 def test_a_backend_that_is_unavailable_leaves_a_failed_record(install):

@@ -231,10 +231,19 @@ def test_context_length_comes_from_the_config(gpt2, t5):
     assert t5.context_length() == 128  # relative positions: the tokenizer's model_max_length
 
 
-def test_an_input_longer_than_the_context_is_refused(gpt2):
-    with pytest.raises(Unprocessable) as caught:
-        gpt2.generate("x = 1\n" * 200, GenerationParams(max_new_tokens=4))
-    assert caught.value.code == "prompt_too_long"
+def test_an_input_longer_than_the_context_is_refused(gpt2, t5):
+    for plugin in (gpt2, t5):
+        with pytest.raises(Unprocessable) as caught:
+            plugin.generate("x = 1\n" * 200, GenerationParams(max_new_tokens=4))
+        assert caught.value.code == "context_length_exceeded"
+
+
+def test_a_seq2seq_output_is_not_capped_by_the_encoder_limit(t5):
+    prompt = "x = 1\n" * 20
+    tokens_in = t5.count_tokens(prompt)
+    result = t5.generate(prompt, GenerationParams(max_new_tokens=128))
+    assert tokens_in + result.tokens_out > 128
+    assert not t5.output_shares_context()
 
 
 def test_output_is_capped_at_the_context(gpt2):

@@ -9,6 +9,7 @@ from promptyard.errors import Unprocessable
 from promptyard.execution.resolve import ResolvedPrompt
 from promptyard.models.service import validate_params
 from promptyard.plugins.base import GenerationParams, LLMPlugin, PromptInput
+from promptyard.plugins.textgen import fit_to_context
 
 if TYPE_CHECKING:
     from promptyard.execution.pipeline import ExecutionRequest
@@ -63,15 +64,16 @@ def merge_params(model: ModelConfig, resolved: ResolvedPrompt | None, requested:
     return validate_params(merged)
 
 
-def check_context(model_name: str, plugin: LLMPlugin, prompt_input: PromptInput, params: GenerationParams) -> None:
+def check_context(model_name: str, plugin: LLMPlugin, prompt_input: PromptInput,
+                  params: GenerationParams) -> GenerationParams:
+    """The params, with max_new_tokens cut to what the model's context leaves after the input (the same object when
+    nothing is cut); a 422 when the input alone is longer than the model reads (see `fit_to_context`)."""
     limit = plugin.context_length()
     if not limit:
-        return
+        return params
     tokens = plugin.count_tokens(prompt_input)
-    if tokens is not None and tokens + params.max_new_tokens > limit:
-        raise Unprocessable(
-            f"The input takes {tokens} tokens and max_new_tokens is {params.max_new_tokens}, but model "
-            f"'{model_name}' accepts {limit} tokens in all; shorten the input or lower max_new_tokens.",
-            code="context_length_exceeded",
-            details={"tokens_in": tokens, "max_new_tokens": params.max_new_tokens, "context_length": limit},
-        )
+    if tokens is None:
+        return params
+    fitted = fit_to_context(model_name, tokens, params.max_new_tokens, limit,
+                            output_shares_context=plugin.output_shares_context())
+    return params if fitted == params.max_new_tokens else params.model_copy(update={"max_new_tokens": fitted})

@@ -72,7 +72,10 @@ class _Prepared:
 def _load(prepared: _Prepared) -> _Prepared:
     """After a cache miss: the model's plugin, loaded, and the input checked against its context length."""
     prepared.plugin = get_plugin(prepared.model_name, prepared.plugin_spec)
-    check_context(prepared.model_name, prepared.plugin, prepared.prompt_input, prepared.params)
+    params = check_context(prepared.model_name, prepared.plugin, prepared.prompt_input, prepared.params)
+    if params is not prepared.params:  # max_new_tokens cut to the context: record what generation really used
+        prepared.params = params
+        prepared.record["params"] = params.model_dump()
     return prepared
 
 

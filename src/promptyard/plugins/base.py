@@ -121,12 +121,18 @@ class LLMPlugin(AgentTool):
         return "available"
 
     def context_length(self) -> int | None:
-        """Most tokens of input plus output the model accepts, when known."""
+        """Most tokens the model reads (input and output together unless output_shares_context is False), when
+        known."""
         return None
 
     def count_tokens(self, prompt: PromptInput) -> int | None:
         """Tokens the prompt takes, when the plugin can tell without generating."""
         return None
+
+    def output_shares_context(self) -> bool:
+        """Whether input and output share context_length (causal models), or it bounds the input alone (an
+        encoder-decoder's encoder)."""
+        return True
 
     def memory_bytes(self) -> int:
         """Memory the loaded model holds (the ModelManager's budget counts it); 0 when nothing is loaded."""

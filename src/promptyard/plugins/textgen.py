@@ -15,6 +15,27 @@ PROMPT_FORMATS = {
 }
 
 
+def fit_to_context(model: str, tokens_in: int, max_new_tokens: int, context_length: int | None, *,
+                   output_shares_context: bool) -> int:
+    """max_new_tokens cut to what the context leaves; a 422 when the input alone does not fit.
+
+    A causal model reads the input and its own output in one context: the input must leave room for at least one new
+    token, and the output gets what remains. An encoder-decoder's limit is its encoder's: only the input counts.
+    """
+    if context_length is None:
+        return max_new_tokens
+    if output_shares_context and tokens_in >= context_length:
+        problem = (f"model '{model}' reads at most {context_length} tokens of input and output together, which "
+                   f"leaves no room for a new token")
+    elif not output_shares_context and tokens_in > context_length:
+        problem = f"model '{model}' reads at most {context_length} tokens of input"
+    else:
+        return min(max_new_tokens, context_length - tokens_in) if output_shares_context else max_new_tokens
+    raise Unprocessable(f"The input takes {tokens_in} tokens and {problem}; shorten the input.",
+                        code="context_length_exceeded",
+                        details={"tokens_in": tokens_in, "context_length": context_length})
+
+
 def plain_chat(messages: list[dict[str, str]]) -> str:
     """A chat as plain text when the model has no chat format: one `role: content` line each, then `assistant:`."""
     lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]

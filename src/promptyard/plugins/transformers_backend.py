@@ -27,7 +27,7 @@ from promptyard.plugins.hf_loading import (
     estimated_weight_bytes,
     quantization_config_for,
 )
-from promptyard.plugins.textgen import StopBuffer, cut_at_stop, prompt_to_text
+from promptyard.plugins.textgen import StopBuffer, cut_at_stop, fit_to_context, prompt_to_text
 
 if TYPE_CHECKING:
     import torch
@@ -238,6 +238,12 @@ class TransformersPlugin(LLMPlugin):
         limit = getattr(self._tokenizer(), "model_max_length", None)
         return limit if isinstance(limit, int) and 0 < limit < 10**7 else None
 
+    def output_shares_context(self) -> bool:
+        try:
+            return not self._config().is_encoder_decoder
+        except (NotFound, Unavailable, Unprocessable):
+            return True
+
     def count_tokens(self, prompt: PromptInput) -> int:
         text, templated = prompt_to_text(prompt, self._tokenizer(), self.options.get("prompt_format"))
         return len(self._tokenizer()(text, add_special_tokens=not templated)["input_ids"])
@@ -264,15 +270,9 @@ class TransformersPlugin(LLMPlugin):
         return {key: value.to(self.device) for key, value in inputs.items()}
 
     def _generation_kwargs(self, model, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
-        max_new_tokens = params.max_new_tokens
-        limit = self.context_length()
-        if limit is not None and not self.is_encoder_decoder:
-            if prompt_length >= limit:
-                raise Unprocessable(
-                    f"The input is {prompt_length} tokens and the model's context is {limit} tokens.",
-                    code="prompt_too_long", details={"tokens_in": prompt_length, "context_length": limit},
-                )
-            max_new_tokens = min(max_new_tokens, limit - prompt_length)
+        # The pipeline has fitted the params already; a direct caller (the plugin used as a tool) has not.
+        max_new_tokens = fit_to_context(self.source, prompt_length, params.max_new_tokens, self.context_length(),
+                                        output_shares_context=not self.is_encoder_decoder)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
         if params.do_sample and params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
