@@ -47,14 +47,87 @@ def test_mbpp_program_is_imports_solution_then_asserts(mbpp_path):
     assert program.tests.splitlines()[0].startswith("assert set(similar_elements(")
 
 
-def test_mbpp_hub_layout(tmp_path):
-    row = {"task_id": 11, "text": "Remove first and last occurrence of a char.", "code": "def remove_Occ(s, ch):\n    return s",
-           "test_list": ["assert remove_Occ('hello','l') == 'heo'"], "test_setup_code": "", "challenge_test_list": []}
-    path = tmp_path / "mbpp.jsonl"
-    path.write_text(json.dumps(row) + "\n")
-    task = load_mbpp(path).get("Mbpp/11")
-    assert task.entry_point == "remove_Occ"
-    assert task.prompt.startswith("Remove first")
+def test_mbpp_evalplus_layout_gives_the_statement_and_tests(mbpp_path):
+    task = load_mbpp(mbpp_path).get(2)
+    # The EvalPlus prompt is the statement as a docstring; models are shown the statement itself.
+    assert task.prompt.startswith("'''\nWrite a function")
+    assert task.text == "Write a function to find the shared elements from the given two lists."
+    assert task.test_list[0] == "assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))"
+    assert len(task.test_list) == 3
+
+
+# Rows as google-research-datasets/mbpp holds them: the `full` config (text, code with CRLF line ends,
+# test_setup_code, challenge_test_list) and the `sanitized` one (source_file, prompt, code, test_imports).
+HUB_FULL = [
+    {"task_id": 11, "text": "Write a python function to remove first and last occurrence of a given character "
+     "from the string.", "code": "def remove_Occ(s,ch): \r\n    s = s.replace(ch, '', 1)\r\n    "
+     "return s[::-1].replace(ch, '', 1)[::-1] ",
+     "test_list": ['assert remove_Occ("hello","l") == "heo"', 'assert remove_Occ("abcda","a") == "bcd"'],
+     "test_setup_code": "", "challenge_test_list": ['assert remove_Occ("hellolloll","l") == "helollol"']},
+    {"task_id": 901, "text": "Write a function to add two numbers with a helper.",
+     "code": "def helper(x):\r\n  return x\r\ndef add(a, b):\r\n  return helper(a) + b",
+     "test_list": ["assert add(base, 1) == 3"], "test_setup_code": "base = 2", "challenge_test_list": []},
+]
+HUB_SANITIZED = [
+    {"source_file": "Benchmark Questions Verification V2.ipynb", "task_id": 3,
+     "prompt": "Write a python function to identify non-prime numbers.",
+     "code": "import math\ndef is_not_prime(n):\n    return n < 2 or any(n % i == 0 for i in range(2, math.isqrt(n) + 1))",
+     "test_imports": ["import math"], "test_list": ["assert is_not_prime(2) == False", "assert is_not_prime(10) == True"]},
+]
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("name, rows", [("mbpp-full", HUB_FULL), ("mbpp", HUB_SANITIZED)])
+def test_mbpp_hub_layouts_of_both_configs_convert_and_their_code_passes(tmp_path, sandbox, name, rows):
+    dataset = load_dataset(name, write_jsonl(tmp_path / "hub.jsonl", rows))
+    assert dataset.name == name
+    assert sorted(dataset.tasks) == sorted(f"Mbpp/{row['task_id']}" for row in rows)
+    for row in rows:
+        task = dataset.get(str(row["task_id"]))
+        assert task.style == "mbpp" and task.text == row.get("text", row.get("prompt"))
+        assert task.test_list == row["test_list"] and task.canonical_solution == row["code"]
+        assert sandbox.run(task.program(task.canonical_solution)).verdict == "passed"
+        assert sandbox.run(task.program("def unrelated():\n    pass\n")).verdict != "passed"
+
+
+def test_mbpp_full_entry_point_is_the_function_the_tests_call(tmp_path):
+    task = load_dataset("mbpp-full", write_jsonl(tmp_path / "full.jsonl", HUB_FULL)).get(901)
+    assert task.entry_point == "add"
+    # test_setup_code runs before the solution and the tests (the tests read `base`).
+    assert task.program(task.canonical_solution).solution.startswith("base = 2\n")
+
+
+@pytest.fixture
+def hub_from_local_files(monkeypatch, tmp_path):
+    """The hub is out of reach here: `datasets.load_dataset` reads local JSONL files in hub layout instead
+    (through `datasets` itself). Returns the (path, config, split) triples it was asked for."""
+    import datasets as hf_datasets
+
+    real_load = hf_datasets.load_dataset
+    files = {"full": write_jsonl(tmp_path / "full.jsonl", HUB_FULL),
+             "sanitized": write_jsonl(tmp_path / "sanitized.jsonl", HUB_SANITIZED)}
+    asked = []
+
+    def from_files(path, config, split):
+        asked.append((path, config, split))
+        return real_load("json", data_files=files[config], split="train", cache_dir=str(tmp_path / "hf-cache"))
+
+    monkeypatch.setattr(hf_datasets, "load_dataset", from_files)
+    return asked
+
+
+def test_mbpp_names_pick_the_hub_config(hub_from_local_files):
+    full, sanitized = load_dataset("mbpp-full"), load_dataset("mbpp")
+    assert hub_from_local_files == [("google-research-datasets/mbpp", "full", "test"),
+                                    ("google-research-datasets/mbpp", "sanitized", "test")]
+    assert (full.name, sorted(full.tasks)) == ("mbpp-full", ["Mbpp/11", "Mbpp/901"])
+    assert (sanitized.name, sorted(sanitized.tasks)) == ("mbpp", ["Mbpp/3"])
+    assert full.get(11).test_list == HUB_FULL[0]["test_list"]
+    assert sanitized.get(3).test_imports == ["import math"]
 
 
 def test_mbpp_from_the_hub_fails_clearly_offline(monkeypatch):
@@ -107,7 +180,12 @@ def test_custom_dataset_registers_and_runs(tmp_path, sandbox):
     dataset = load_dataset("mine", home=tmp_path / "home")
     results = [sandbox.run(t.program(t.canonical_solution)) for t in dataset.tasks.values()]
     assert [r.verdict for r in results] == ["passed", "passed"]
-    with pytest.raises(Unprocessable):
-        register_custom(tmp_path / "home", "humaneval", path)
+    # A check() function makes code to continue; bare asserts make an MBPP-style task: a statement and its tests.
+    assert [t.style for t in dataset.tasks.values()] == ["humaneval", "mbpp"]
+    assert (dataset.tasks["mine/2"].text, dataset.tasks["mine/2"].test_list) == (
+        "Write double(x).", ["assert double(2) == 4"])
+    for builtin in ("humaneval", "mbpp", "mbpp-full"):
+        with pytest.raises(Unprocessable):
+            register_custom(tmp_path / "home", builtin, path)
     with pytest.raises(NotFound):
         load_dataset("nope", home=tmp_path / "home")

@@ -12,21 +12,29 @@ from typing import Iterable
 from promptyard.errors import NotFound, Unprocessable
 from promptyard.evals.sandbox import Program
 
-BUILTIN = ("humaneval", "mbpp")
+# MBPP's two hub configs by dataset name: "mbpp" is the sanitized set (the usual one), "mbpp-full" the original.
+MBPP_CONFIGS = {"mbpp": "sanitized", "mbpp-full": "full"}
+BUILTIN = ("humaneval", *MBPP_CONFIGS)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
 @dataclass
 class Task:
-    """One problem; `program(completion)` assembles what the sandbox runs, exactly as the reference harness."""
+    """One problem; `program(completion)` assembles what the sandbox runs, exactly as the reference harness.
+
+    HumanEval-style tasks are code to continue (`prompt`); MBPP-style tasks are a statement in words (`text`) and
+    assert lines (`test_list`), answered with whole code.
+    """
 
     task_id: str
-    prompt: str
+    prompt: str  # the dataset's own prompt field
     entry_point: str
     tests: str
     style: str  # "humaneval": prompt + completion + test + check(entry_point); "mbpp": imports + code + asserts
     canonical_solution: str | None = None
     test_imports: list[str] = field(default_factory=list)
+    text: str = ""  # MBPP style: the task in words, without quotes around it
+    test_list: list[str] = field(default_factory=list)  # MBPP style: the tests, one statement each
 
     def program(self, completion: str, key: object = None) -> Program:
         if self.style == "humaneval":
@@ -64,7 +72,7 @@ class Dataset:
 def normalize_task_id(dataset: str, task_id: object) -> str:
     """MBPP ids appear as 11, "11" or "Mbpp/11"; they all name the same task."""
     text = str(task_id)
-    if dataset == "mbpp" and text.isdigit():
+    if dataset in MBPP_CONFIGS and text.isdigit():
         return f"Mbpp/{text}"
     return text
 
@@ -129,8 +137,18 @@ def _entry_point_from(code: str, tests: list[str]) -> str | None:
     return None
 
 
+# EvalPlus writes the MBPP statement as a docstring: three quotes, a newline, the statement, a newline, three quotes.
+_QUOTED = re.compile(r"""^\s*('{3}|"{3})(.*)\1\s*$""", re.S)
+
+
+def _statement(prompt: str) -> str:
+    quoted = _QUOTED.match(prompt)
+    return (quoted.group(2) if quoted else prompt).strip()
+
+
 def mbpp_task_from_row(path, number: int, row: dict) -> Task:
-    """One MBPP row in the EvalPlus layout (prompt, canonical_solution) or the hub layout (text/prompt, code)."""
+    """One MBPP row in the EvalPlus layout (prompt, canonical_solution) or a hub layout: `full` (text, code,
+    test_setup_code) or `sanitized` (prompt, code, test_imports)."""
     _require(path, number, row, ("task_id", "test_list"))
     tests = row["test_list"]
     if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests) or not tests:
@@ -152,12 +170,17 @@ def mbpp_task_from_row(path, number: int, row: dict) -> Task:
         if entry is None:
             raise _bad(path, number, "cannot tell which function the tests call.")
     return Task(
-        normalize_task_id("mbpp", row["task_id"]), prompt, entry, "\n".join(tests) + "\n", "mbpp", code, list(imports)
+        normalize_task_id("mbpp", row["task_id"]), prompt, entry, "\n".join(tests) + "\n", "mbpp", code, list(imports),
+        text=_statement(prompt), test_list=list(tests),
     )
 
 
 def load_mbpp(path: Path | str | None = None, *, config: str = "sanitized") -> Dataset:
-    """MBPP from a local JSONL file, or from the Hugging Face hub with `datasets` when no path is given."""
+    """MBPP from a local JSONL file, or from the Hugging Face hub with `datasets` when no path is given.
+
+    `config` is the hub config, sanitized or full; it also names the dataset (mbpp, mbpp-full).
+    """
+    name = {known: name for name, known in MBPP_CONFIGS.items()}[config]
     if path is not None:
         tasks = {}
         for number, row in read_jsonl(path):
@@ -165,11 +188,11 @@ def load_mbpp(path: Path | str | None = None, *, config: str = "sanitized") -> D
             tasks[task.task_id] = task
         if not tasks:
             raise _bad(path, 1, "the file holds no tasks.")
-        return Dataset("mbpp", tasks)
-    return _mbpp_from_hub(config)
+        return Dataset(name, tasks)
+    return _mbpp_from_hub(name, config)
 
 
-def _mbpp_from_hub(config: str) -> Dataset:
+def _mbpp_from_hub(name: str, config: str) -> Dataset:
     """Download google-research-datasets/mbpp (full or sanitized) through `datasets`; needs the network."""
     from promptyard.errors import Unavailable
 
@@ -185,13 +208,17 @@ def _mbpp_from_hub(config: str) -> Dataset:
         ) from None
     tasks = {}
     for number, row in enumerate(split, start=1):
-        task = mbpp_task_from_row("hub:mbpp", number, dict(row))
+        task = mbpp_task_from_row(f"hub:mbpp/{config}", number, dict(row))
         tasks[task.task_id] = task
-    return Dataset("mbpp", tasks)
+    return Dataset(name, tasks)
 
 
 def parse_custom(path: Path | str, name: str = "custom") -> Dataset:
-    """A custom dataset: task_id, prompt, tests or test_list, entry_point, optional canonical_solution."""
+    """A custom dataset: task_id, prompt, tests or test_list, entry_point, optional canonical_solution.
+
+    Tests with a `check(candidate)` function make a HumanEval-style task (the prompt is code to continue); bare
+    asserts make an MBPP-style one (the prompt is the task in words, answered with whole code).
+    """
     tasks: dict[str, Task] = {}
     for number, row in read_jsonl(path):
         _require(path, number, row, ("task_id", "prompt", "entry_point"))
@@ -202,6 +229,7 @@ def parse_custom(path: Path | str, name: str = "custom") -> Dataset:
             if not isinstance(row["tests"], str) or not row["tests"].strip():
                 raise _bad(path, number, "'tests' must be a non-empty string of Python.")
             tests = row["tests"]
+            items = [line for line in tests.splitlines() if line.strip()]
         elif "test_list" in row:
             items = row["test_list"]
             if not isinstance(items, list) or not items or not all(isinstance(t, str) for t in items):
@@ -217,10 +245,13 @@ def parse_custom(path: Path | str, name: str = "custom") -> Dataset:
             raise _bad(path, number, f"duplicate task id {row['task_id']!r}.")
         # A `check(candidate)` function is called like HumanEval's (after prompt + completion); bare asserts
         # run after the completion alone, like MBPP.
-        style = "humaneval" if re.search(r"^def\s+check\s*\(", tests, re.M) else "mbpp"
-        tasks[row["task_id"]] = Task(
-            row["task_id"], row["prompt"], row["entry_point"], tests, style, row.get("canonical_solution")
-        )
+        if re.search(r"^def\s+check\s*\(", tests, re.M):
+            task = Task(row["task_id"], row["prompt"], row["entry_point"], tests, "humaneval",
+                        row.get("canonical_solution"))
+        else:
+            task = Task(row["task_id"], row["prompt"], row["entry_point"], tests, "mbpp", row.get("canonical_solution"),
+                        text=row["prompt"].strip(), test_list=items)
+        tasks[row["task_id"]] = task
     if not tasks:
         raise _bad(path, 1, "the file holds no tasks.")
     return Dataset(name, tasks)
@@ -246,16 +277,17 @@ def register_custom(home: Path | str, name: str, path: Path | str) -> Dataset:
 
 
 def load_dataset(name: str, path: Path | str | None = None, *, home: Path | str | None = None) -> Dataset:
-    """A dataset by name: humaneval, mbpp (from `path` or the hub) or a registered custom one."""
+    """A dataset by name: humaneval, mbpp or mbpp-full (from `path` or the hub) or a registered custom one."""
     if name == "humaneval":
         return load_humaneval() if path is None else _humaneval_from(path)
-    if name == "mbpp":
-        return load_mbpp(path)
+    if name in MBPP_CONFIGS:
+        return load_mbpp(path, config=MBPP_CONFIGS[name])
     if path is not None:
         return parse_custom(path, name)
     if home is not None and (custom_dir(home) / f"{name}.jsonl").is_file():
         return parse_custom(custom_dir(home) / f"{name}.jsonl", name)
-    raise NotFound(f"Unknown dataset {name!r}: use humaneval, mbpp or a registered one.", code="dataset_not_found")
+    raise NotFound(f"Unknown dataset {name!r}: use {', '.join(BUILTIN)} or a registered one.",
+                   code="dataset_not_found")
 
 
 def _humaneval_from(path: Path | str) -> Dataset:
