@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 from promptyard.db.models import ModelConfig
 from promptyard.errors import Unprocessable
 from promptyard.execution.resolve import ResolvedPrompt
-from promptyard.models.service import validate_params
-from promptyard.plugins.base import GenerationParams, LLMPlugin, PromptInput
+from promptyard.plugins.base import GenerationParams, LLMPlugin, PromptInput, validate_params
 from promptyard.plugins.textgen import fit_to_context
 
 if TYPE_CHECKING:

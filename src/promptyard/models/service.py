@@ -6,14 +6,13 @@ import re
 from typing import Any
 
 from flask import current_app
-from pydantic import ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from promptyard.db import db
 from promptyard.db.models import ModelConfig
 from promptyard.errors import Conflict, NotFound, PromptyardError, Unavailable, Unprocessable
-from promptyard.plugins.base import GenerationParams, LLMPlugin
+from promptyard.plugins.base import LLMPlugin, validate_params
 from promptyard.plugins.manager import ModelManager
 from promptyard.plugins.registry import get_registry
 
@@ -185,21 +184,6 @@ def _check_params(params: dict[str, Any]) -> dict[str, Any]:
         raise Unprocessable("'params' must be an object.", code="invalid_params", details={"field": "params"})
     validate_params(params)
     return dict(params)
-
-
-def validate_params(params: dict[str, Any]) -> GenerationParams:
-    """GenerationParams from a dict, or a 422 naming each bad param."""
-    try:
-        return GenerationParams.model_validate(params)
-    except ValidationError as exc:
-        problems = [
-            {"param": ".".join(str(p) for p in err["loc"]) or "params",
-             "problem": "is not a known parameter" if err["type"] == "extra_forbidden" else err["msg"]}
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        sentence = "; ".join(f"'{p['param']}' {p['problem']}" for p in problems)
-        raise Unprocessable(f"Invalid generation parameters: {sentence}.", code="invalid_params",
-                            details={"errors": problems, "param": problems[0]["param"]}) from exc
 
 
 def _check_pricing(pricing: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, Generator, Iterator, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from promptyard.errors import Unprocessable
 
 # A plain prompt string, or a chat: [{"role": "system"|"user"|"assistant", "content": "..."}].
 PromptInput = Union[str, list[dict[str, str]]]
@@ -36,6 +38,40 @@ class GenerationParams(BaseModel):
     def is_deterministic(self) -> bool:
         """Greedy decoding, or sampling with a fixed seed, gives the same text each time."""
         return not self.do_sample or self.temperature == 0 or self.seed is not None
+
+
+def validate_params(params: dict[str, Any]) -> GenerationParams:
+    """GenerationParams from a dict, or a 422 naming each bad param."""
+    try:
+        return GenerationParams.model_validate(params)
+    except ValidationError as exc:
+        problems = [
+            {"param": ".".join(str(p) for p in err["loc"]) or "params",
+             "problem": "is not a known parameter" if err["type"] == "extra_forbidden" else err["msg"]}
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        sentence = "; ".join(f"'{p['param']}' {p['problem']}" for p in problems)
+        raise Unprocessable(f"Invalid generation parameters: {sentence}.", code="invalid_params",
+                            details={"errors": problems, "param": problems[0]["param"]}) from exc
+
+
+def check_prompt(prompt: object) -> None:
+    """A prompt is text, or a chat: a non-empty list of {"role": str, "content": str} objects (422 otherwise)."""
+    if isinstance(prompt, str):
+        return
+    if not isinstance(prompt, list):
+        raise Unprocessable("The prompt must be text or a list of chat messages.", code="invalid_prompt",
+                            details={"field": "prompt"})
+    if not prompt:
+        raise Unprocessable("A chat prompt must be a non-empty list of messages.", code="invalid_messages",
+                            details={"field": "prompt"})
+    for index, message in enumerate(prompt):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise Unprocessable(
+                f"Message {index} must be an object with a string 'role' and a string 'content'.",
+                code="invalid_messages", details={"field": f"prompt.{index}", "index": index},
+            )
 
 
 @dataclass
@@ -87,6 +123,7 @@ class LLMPlugin(AgentTool):
             "params": GenerationParams.model_json_schema(),
         },
         "required": ["prompt"],
+        "additionalProperties": False,
     }
 
     def __init__(
@@ -148,8 +185,21 @@ class LLMPlugin(AgentTool):
         return None
 
     def execute(self, **kwargs: Any) -> dict[str, Any]:
-        params = GenerationParams.model_validate(kwargs.get("params") or {})
-        return self.generate(kwargs["prompt"], params).to_dict()
+        """generate() as a tool. The input is checked as input_schema says (`prompt` required, `params` an object of
+        generation params, nothing else), each problem a 422 naming its field; returns the Generation as a dict."""
+        unknown = sorted(set(kwargs) - set(self.input_schema["properties"]))
+        if unknown:
+            raise Unprocessable(f"'{unknown[0]}' is not an input of this tool: it takes 'prompt' and 'params'.",
+                                code="invalid_input", details={"field": unknown[0]})
+        if "prompt" not in kwargs:
+            raise Unprocessable("'prompt' is required: text or a list of chat messages.", code="invalid_input",
+                                details={"field": "prompt"})
+        check_prompt(kwargs["prompt"])
+        params = kwargs.get("params", {})
+        if not isinstance(params, dict):
+            raise Unprocessable("'params' must be an object of generation params.", code="invalid_params",
+                                details={"param": "params"})
+        return self.generate(kwargs["prompt"], validate_params(params)).to_dict()
 
 
 class StreamResult:

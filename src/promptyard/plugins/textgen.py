@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from promptyard.errors import Unprocessable
-from promptyard.plugins.base import PromptInput
+from promptyard.plugins.base import PromptInput, check_prompt
 
 # Named prompt formats for models whose tokenizer has no chat template (Jinja, like chat templates).
 PROMPT_FORMATS = {
@@ -42,24 +42,11 @@ def plain_chat(messages: list[dict[str, str]]) -> str:
     return "\n".join(lines + ["assistant:"])
 
 
-def check_messages(messages: object) -> None:
-    """A chat is a non-empty list of {"role": str, "content": str} objects."""
-    if not isinstance(messages, list) or not messages:
-        raise Unprocessable("A chat prompt must be a non-empty list of messages.", code="invalid_messages")
-    for index, message in enumerate(messages):
-        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
-                and isinstance(message.get("content"), str)):
-            raise Unprocessable(
-                f"Message {index} must be an object with a string 'role' and a string 'content'.",
-                code="invalid_messages", details={"index": index},
-            )
-
-
 def prompt_to_text(prompt: PromptInput, tokenizer, prompt_format: str | None) -> tuple[str, bool]:
     """The text to encode and whether a chat template made it: the tokenizer's, else the prompt format's."""
     if isinstance(prompt, str):
         return prompt, False
-    check_messages(prompt)
+    check_prompt(prompt)
     template = getattr(tokenizer, "chat_template", None) or PROMPT_FORMATS.get(prompt_format or "", prompt_format)
     if template:
         try:
