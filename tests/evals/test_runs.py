@@ -52,7 +52,12 @@ def test_run_generates_executes_and_scores(app):
     assert run.status == "succeeded"
     assert run.progress_done == run.progress_total == 8
     assert run.pass_at_k == {"pass@1": 0.5, "pass@2": 0.5}
-    assert run.isolation["levels"]
+    assert sum(run.isolation["levels"].values()) == 8
+    assert runs.run_to_dict(run, per_task=True)["per_task"] == {
+        f"HumanEval/{i}": {"samples": 2, "passed": 2 * (i % 2 == 0), "pass@1": float(i % 2 == 0),
+                           "pass@2": float(i % 2 == 0)}
+        for i in range(4)
+    }
     samples, total = runs.list_samples(run.id)
     assert total == 8
     # Completion mode cut the trailing `def unrelated` off at the stop sequence.
@@ -60,12 +65,13 @@ def test_run_generates_executes_and_scores(app):
     assert {s.task_id for s in samples if s.passed} == {"HumanEval/0", "HumanEval/2"}
 
 
+class Crash(BaseException):
+    """Stands for the process dying mid-run (not an error the run could record)."""
+
+
 def test_resume_after_a_crash_does_not_redo_finished_samples(app):
     CALLS.clear()
     run = runs.create_run("humaneval", "fake", n=1, k=[1], limit=4, submit=False)
-
-    class Crash(BaseException):
-        """Stands for the process dying mid-run (not an error the run could record)."""
 
     def crashing(run_row, task, index):
         if len(CALLS) == 2:
@@ -85,6 +91,58 @@ def test_resume_after_a_crash_does_not_redo_finished_samples(app):
     assert run.status == "succeeded"
     assert [c[0] for c in CALLS] == ["HumanEval/0", "HumanEval/1", "HumanEval/2", "HumanEval/3"]
     assert db.session.query(EvalSample).filter_by(run_id=run.id).count() == 4
+
+
+def test_resume_after_a_crash_during_execution_runs_only_the_unexecuted_samples(app):
+    CALLS.clear()
+    run = runs.create_run("humaneval", "fake", n=1, k=[1], limit=6, submit=False)
+
+    def crash_after_three(phase, done, total):
+        if phase == "executing" and done == 3:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        runs.execute_run(run.id, on_progress=crash_after_three)
+    db.session.rollback()
+    samples = db.session.query(EvalSample).filter_by(run_id=run.id).all()
+    executed = {s.id: (s.verdict, s.duration) for s in samples if s.verdict is not None}
+    assert len(samples) == 6 and len(executed) == 3
+    crashed = db.session.get(EvalRun, run.id)
+    assert crashed.status == "running" and crashed.progress_done == 3
+    assert sum(crashed.isolation["levels"].values()) == 3
+
+    assert runs.resume_interrupted_runs() == "resumed 1 evaluation run(s)"
+    run = wait(app, run.id)
+    assert run.status == "succeeded" and run.progress_done == 6
+    assert len(CALLS) == 6  # nothing generated twice
+    after = {s.id: (s.verdict, s.duration) for s in db.session.query(EvalSample).filter_by(run_id=run.id)}
+    # The three executed before the crash kept their verdicts and timings: they were not run again ...
+    assert {sid: after[sid] for sid in executed} == executed
+    assert all(verdict is not None for verdict, _ in after.values())
+    # ... and the isolation summary covers both sessions, each sample once.
+    assert sum(run.isolation["levels"].values()) == 6 and run.isolation["example"]
+    assert run.pass_at_k == {"pass@1": 0.5}
+
+
+def test_progress_moves_through_generation_then_execution(app, client):
+    seen = []
+
+    def watched(run_row, task, index):
+        seen.append(client.get(f"/api/v1/evals/{run_row.id}").get_json()["progress"])
+        return generate(run_row, task, index)
+
+    app.config["PROMPTYARD_EVAL_GENERATE"] = watched
+    run = runs.create_run("humaneval", "fake", n=2, k=[1], limit=2, submit=False)
+    assert client.get(f"/api/v1/evals/{run.id}").get_json()["progress"] == {
+        "done": 0, "total": 4, "generated": 0, "phase": "queued"}
+    reported = []
+    runs.execute_run(run.id, on_progress=lambda *event: reported.append(event))
+    # Seen over HTTP before each generation: the generated count moves while nothing is executed yet.
+    assert seen == [{"done": 0, "total": 4, "generated": g, "phase": "generating"} for g in range(4)]
+    assert reported[:5] == [("generating", g, 4) for g in range(5)]
+    assert [event for event in reported if event[0] == "executing"] == [("executing", d, 4) for d in range(5)]
+    body = client.get(f"/api/v1/evals/{run.id}").get_json()
+    assert body["progress"] == {"done": 4, "total": 4, "generated": 4, "phase": "done"}
 
 
 def test_pass_rate_by_version_counts_finished_runs_only(app):
@@ -128,12 +186,15 @@ def test_api_run_lifecycle(app, client):
     wait(app, run_id)
     body = client.get(f"/api/v1/evals/{run_id}").get_json()
     assert body["status"] == "succeeded" and body["pass_at_k"] == {"pass@1": 0.5}
-    assert body["progress"] == {"done": 2, "total": 2}
+    assert body["progress"] == {"done": 2, "total": 2, "generated": 2, "phase": "done"}
+    assert body["per_task"] == {"HumanEval/0": {"samples": 1, "passed": 1, "pass@1": 1.0},
+                                "HumanEval/1": {"samples": 1, "passed": 0, "pass@1": 0.0}}
     samples = client.get(f"/api/v1/evals/{run_id}/samples?limit=1").get_json()
     assert samples["total"] == 2 and len(samples["items"]) == 1
     assert set(samples["items"][0]) >= {"task_id", "completion", "passed", "result"}
     listing = client.get("/api/v1/evals").get_json()
     assert listing["total"] == 1 and listing["items"][0]["id"] == run_id
+    assert listing["items"][0]["progress"] == body["progress"] and "per_task" not in listing["items"][0]
     compared = client.get(f"/api/v1/evals/compare?a={run_id}&b={run_id}").get_json()
     assert compared["mcnemar"]["p_value"] == 1.0
 
@@ -166,10 +227,18 @@ def test_api_unknown_runs(client, app):
 
 
 def test_cli_run_and_compare(cli):
-    first = cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "--limit", "2")
+    first = cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "--limit", "2", "-n", "2", "-k", "1,2")
     assert first.exit_code == 0, first.output
-    run = json.loads(first.stdout[first.stdout.index("{"):])
-    assert run["status"] == "succeeded" and run["pass_at_k"] == {"pass@1": 0.5}
+    run = json.loads(first.stdout)
+    assert run["status"] == "succeeded" and run["pass_at_k"] == {"pass@1": 0.5, "pass@2": 0.5}
+    assert run["per_task"]["HumanEval/1"] == {"samples": 2, "passed": 0, "pass@1": 0.0, "pass@2": 0.0}
+    # A progress bar for each phase, on stderr.
+    assert "Generating" in first.stderr and "Running tests" in first.stderr and "4/4" in first.stderr
+    shown = cli("eval", "show", str(run["id"]))
+    assert shown.exit_code == 0 and json.loads(shown.output) == run
+    assert cli("eval", "show", "999").exit_code == 2
+    quiet = cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "--limit", "1", "--no-progress")
+    assert quiet.exit_code == 0 and "Generating" not in quiet.stderr
     compared = cli("eval", "compare", str(run["id"]), str(run["id"]))
     assert compared.exit_code == 0 and json.loads(compared.output)["tasks_compared"] == 2
     assert cli("eval", "compare", "998", "999").exit_code == 2

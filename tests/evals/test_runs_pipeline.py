@@ -85,7 +85,7 @@ def test_api_run_through_the_pipeline_scores_pass_at_k(app, client):
     run = wait(app, response.get_json()["id"])
     body = client.get(f"/api/v1/evals/{run.id}").get_json()
     assert body["status"] == "succeeded", body["error"]
-    assert body["progress"] == {"done": 12, "total": 12}
+    assert body["progress"] == {"done": 12, "total": 12, "generated": 12, "phase": "done"}
     # Per task c of n=3: 3, 1, 0, 2. pass@1 = mean(c/3) = 0.5; pass@2 = mean(1, 1 - 1/3, 0, 1) = 2/3.
     assert body["pass_at_k"]["pass@1"] == pytest.approx(0.5)
     assert body["pass_at_k"]["pass@2"] == pytest.approx(2 / 3)
@@ -189,7 +189,7 @@ def test_cli_run_through_the_pipeline(app, cli):
     result = cli("eval", "run", "--dataset", "humaneval", "--model", "coder", "-n", "3", "-k", "1,2", "--limit", "4")
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout[result.stdout.index("{"):])
-    assert run["status"] == "succeeded" and run["progress"] == {"done": 12, "total": 12}
+    assert run["status"] == "succeeded" and run["progress"]["done"] == run["progress"]["total"] == 12
     assert run["pass_at_k"] == {"pass@1": pytest.approx(0.5), "pass@2": pytest.approx(2 / 3)}
     db.session.expire_all()
     check_linked_executions(run["id"], model="coder")

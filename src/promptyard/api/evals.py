@@ -17,7 +17,9 @@ api = APIBlueprint(
 
 class EvalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(min_length=1, max_length=100, description="humaneval, mbpp, or a registered dataset.")
+    dataset: str = Field(
+        min_length=1, max_length=100, description="humaneval, mbpp (sanitized), mbpp-full, or a registered dataset."
+    )
     model: str = Field(min_length=1, max_length=100, description="A registered model name.")
     prompt: str | None = Field(None, max_length=100, description="Library prompt that wraps each task.")
     version: int | None = Field(None, ge=1)
@@ -59,7 +61,7 @@ def create_eval(body: EvalCreate):
 def list_evals(query: Page):
     """Evaluation runs, newest first."""
     rows, total = runs.list_runs(query.limit, query.offset)
-    return {"items": [runs.run_to_dict(r) for r in rows], "total": total}
+    return {"items": runs.runs_to_dicts(rows), "total": total}
 
 
 @api.get("/compare")
@@ -72,8 +74,8 @@ def compare_evals(query: CompareQuery):
 
 @api.get("/<int:run_id>")
 def get_eval(path: RunPath):
-    """One run with its status, progress and pass@k."""
-    return runs.run_to_dict(runs.get_run(path.run_id))
+    """One run with its status, progress (samples generated and executed, phase), pass@k and each task's pass@k."""
+    return runs.run_to_dict(runs.get_run(path.run_id), per_task=True)
 
 
 @api.get("/<int:run_id>/samples")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from flask.cli import with_appcontext
 
 from promptyard.errors import Unprocessable
+
+DATASET_HELP = "humaneval, mbpp (sanitized), mbpp-full, or a registered custom dataset."
 
 
 def _ks(value: str) -> list[int]:
@@ -26,7 +29,7 @@ def command() -> None:
 
 @command.command("score")
 @click.argument("samples", type=click.Path(dir_okay=False))
-@click.option("--dataset", "dataset_name", required=True, help="humaneval, mbpp, or a registered custom dataset.")
+@click.option("--dataset", "dataset_name", required=True, help=DATASET_HELP)
 @click.option("--dataset-path", type=click.Path(dir_okay=False), default=None, help="Local JSONL copy of the dataset.")
 @click.option("--k", "ks", default="1,10,100", show_default=True, help="Comma-separated k values for pass@k.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Sandbox workers (default: CPU cores).")
@@ -66,7 +69,7 @@ def _instance_home() -> str | None:
 
 
 @command.command("run")
-@click.option("--dataset", "dataset_name", required=True, help="humaneval, mbpp, or a registered custom dataset.")
+@click.option("--dataset", "dataset_name", required=True, help=DATASET_HELP)
 @click.option("--model", required=True, help="A registered model name.")
 @click.option("--prompt", default=None, help="Library prompt as NAME, NAME@LABEL or NAME@vN.")
 @click.option("-n", "n", type=click.IntRange(1, 1000), default=1, show_default=True, help="Completions per task.")
@@ -74,9 +77,10 @@ def _instance_home() -> str | None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N tasks.")
 @click.option("--mode", type=click.Choice(["completion", "chat"]), default="completion", show_default=True)
 @click.option("--dataset-path", type=click.Path(dir_okay=False), default=None)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 @with_appcontext
-def run_(dataset_name, model, prompt, n, ks, limit, mode, dataset_path) -> None:
-    """Generate, execute and score an evaluation run here, then print it as JSON."""
+def run_(dataset_name, model, prompt, n, ks, limit, mode, dataset_path, no_progress) -> None:
+    """Generate, execute and score an evaluation run here, then print it, with each task's pass@k, as JSON."""
     from promptyard.evals import runs
 
     name, version, label = _prompt_ref(prompt)
@@ -85,7 +89,52 @@ def run_(dataset_name, model, prompt, n, ks, limit, mode, dataset_path) -> None:
         dataset_path=dataset_path, submit=False,
     )
     click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
-    click.echo(json.dumps(runs.execute_run(row.id), indent=2))
+    if no_progress:
+        runs.execute_run(row.id)
+    else:
+        with PhaseBars() as bars:
+            runs.execute_run(row.id, on_progress=bars)
+    click.echo(json.dumps(runs.run_to_dict(runs.get_run(row.id), per_task=True), indent=2))
+
+
+class PhaseBars:
+    """A progress bar on stderr for each phase of a run: generating, then executing."""
+
+    LABELS = {"generating": "Generating", "executing": "Running tests"}
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.bar = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.bar = tqdm(total=total, initial=done, file=sys.stderr, desc=self.LABELS[phase], unit="sample")
+        else:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> PhaseBars:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@command.command("show")
+@click.argument("run_id", type=int)
+@with_appcontext
+def show(run_id: int) -> None:
+    """An evaluation run as JSON: status, progress (samples generated and executed, phase), pass@k, per task too."""
+    from promptyard.evals import runs
+
+    click.echo(json.dumps(runs.run_to_dict(runs.get_run(run_id), per_task=True), indent=2))
 
 
 @command.command("compare")

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from promptyard.errors import Conflict, Unprocessable
-from promptyard.evals.runs import _counts, get_run
+from promptyard.evals.runs import get_run, task_counts
 
 
 def compare_runs(a_id: int, b_id: int, *, resamples: int = 2000, seed: int = 0) -> dict:
@@ -19,7 +19,7 @@ def compare_runs(a_id: int, b_id: int, *, resamples: int = 2000, seed: int = 0) 
         raise Unprocessable(
             f"Runs {a.id} and {b.id} use different datasets ({a.dataset}, {b.dataset}).", code="datasets_differ"
         )
-    counts_a, counts_b = _counts(a.id), _counts(b.id)
+    counts_a, counts_b = task_counts(a.id), task_counts(b.id)
     shared = sorted(set(counts_a) & set(counts_b))
     if not shared:
         raise Unprocessable("The runs have no task in common.", code="no_common_tasks")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Callable
 
 from flask import current_app
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # (run, task, sample index) -> (raw model output, execution id or None)
 Generator = Callable[[EvalRun, Task, int], "tuple[str, int | None]"]
+# (phase, samples done in it, samples in all): called after each sample is generated or executed and saved.
+Progress = Callable[[str, int, int], None]
 MODES = ("completion", "chat")
 
 
@@ -151,7 +154,11 @@ def _existing(run_id: int) -> dict[tuple[str, int], EvalSample]:
     return {(row.task_id, row.sample_index): row for row in rows}
 
 
-def execute_run(run_id: int) -> dict:
+def _quiet(phase: str, done: int, total: int) -> None:
+    """No one is watching (a background job): progress is read from the run's row."""
+
+
+def execute_run(run_id: int, on_progress: Progress = _quiet) -> dict:
     """The job: generate what is missing, execute what is unscored, then score. Safe to call again after a crash."""
     run = get_run(run_id)
     if run.status in ("succeeded", "failed"):
@@ -161,8 +168,8 @@ def execute_run(run_id: int) -> dict:
     try:
         dataset = load_dataset(run.dataset, run.dataset_path, home=current_app.config.get("PROMPTYARD_HOME"))
         tasks = dataset.first(run.task_limit)
-        _generate_missing(run, tasks)
-        _execute_unscored(run, dataset)
+        _generate_missing(run, tasks, on_progress)
+        _execute_unscored(run, dataset, on_progress)
         _finish(run)
     except Exception as exc:  # noqa: BLE001 - a failed run records why instead of vanishing
         db.session.rollback()
@@ -173,9 +180,11 @@ def execute_run(run_id: int) -> dict:
     return run_to_dict(run)
 
 
-def _generate_missing(run: EvalRun, tasks: list[Task]) -> None:
+def _generate_missing(run: EvalRun, tasks: list[Task], on_progress: Progress) -> None:
     generate = _generator()
     have = _existing(run.id)
+    generated = len(have)
+    on_progress("generating", generated, run.progress_total)
     for task in tasks:
         for index in range(run.n):
             if (task.task_id, index) in have:
@@ -187,40 +196,49 @@ def _generate_missing(run: EvalRun, tasks: list[Task]) -> None:
                 raw_output=raw, completion=completion,
             ))
             db.session.commit()
+            generated += 1
+            on_progress("generating", generated, run.progress_total)
 
 
-def _execute_unscored(run: EvalRun, dataset: Dataset) -> None:
+def _execute_unscored(run: EvalRun, dataset: Dataset, on_progress: Progress) -> None:
     pending = [row for row in _existing(run.id).values() if row.verdict is None]
     run.progress_done = run.progress_total - len(pending)
     db.session.commit()
     if not pending:
         return
+    on_progress("executing", run.progress_done, run.progress_total)
     by_id = {row.id: row for row in pending}
     programs = [dataset.tasks[row.task_id].program(row.completion, row.id) for row in pending]
-    results = []
     with Sandbox(current_app.config.get("PROMPTYARD_EVAL_WORKERS"), timeout=run.timeout) as box:
         for program, result in box.run_many(programs):
             row = by_id[program.key]
             row.passed, row.verdict = result.passed, result.verdict
             row.result, row.duration = human_eval_result(result), result.duration
             run.progress_done += 1
-            results.append(result)
+            # Saved with each verdict, so a run resumed after a crash still covers the samples executed before it.
+            run.isolation = _merge_isolation(run.isolation or {}, isolation_summary([result]))
             db.session.commit()
-    run.isolation = isolation_summary(results)
-    db.session.commit()
+            on_progress("executing", run.progress_done, run.progress_total)
 
 
-def _counts(run_id: int) -> dict[str, tuple[int, int]]:
-    counts: dict[str, list[int]] = {}
-    for row in _existing(run_id).values():
-        entry = counts.setdefault(row.task_id, [0, 0])
-        entry[0] += 1
-        entry[1] += int(bool(row.passed))
-    return {task: (n, c) for task, (n, c) in counts.items()}
+def _merge_isolation(summary: dict, more: dict) -> dict:
+    levels = Counter(summary.get("levels") or {})
+    levels.update(more["levels"])
+    return {"levels": dict(levels), "example": summary.get("example") or more["example"]}
+
+
+def task_counts(run_id: int) -> dict[str, tuple[int, int]]:
+    """{task_id: (samples executed, samples passed)} over the run's executed samples."""
+    rows = db.session.execute(
+        select(EvalSample.task_id, func.count(), func.sum(case((EvalSample.passed.is_(True), 1), else_=0)))
+        .where(EvalSample.run_id == run_id, EvalSample.verdict.is_not(None))
+        .group_by(EvalSample.task_id)
+    ).all()
+    return {task: (int(n), int(c or 0)) for task, n, c in rows}
 
 
 def _finish(run: EvalRun) -> None:
-    run.pass_at_k = passk.averaged(_counts(run.id), run.ks)
+    run.pass_at_k = passk.averaged(task_counts(run.id), run.ks)
     run.status, run.finished_at = "succeeded", utcnow()
     db.session.commit()
 
@@ -250,8 +268,44 @@ def pass_rate_by_version(version_ids: list[int]) -> dict[int, dict]:
     return {vid: found.get(vid, {"passed": 0, "total": 0}) for vid in version_ids}
 
 
-def run_to_dict(run: EvalRun) -> dict:
-    return {
+def _generated_counts(run_ids: list[int]) -> dict[int, int]:
+    rows = db.session.execute(
+        select(EvalSample.run_id, func.count()).where(EvalSample.run_id.in_(run_ids)).group_by(EvalSample.run_id)
+    ).all()
+    return {run_id: int(count) for run_id, count in rows}
+
+
+def _phase(run: EvalRun, generated: int) -> str:
+    """The step the run is in, or stopped in: queued, generating, executing, scoring, done."""
+    if run.status == "queued":
+        return "queued"
+    if generated < run.progress_total:
+        return "generating"
+    if run.progress_done < run.progress_total:
+        return "executing"
+    return "done" if run.status == "succeeded" else "scoring"
+
+
+def _per_task(run: EvalRun) -> dict[str, dict]:
+    """{task_id: {"samples", "passed", "pass@k"...}} of a finished run (each k the task has enough samples for)."""
+    if run.status != "succeeded":
+        return {}
+    counts = task_counts(run.id)
+    values = passk.per_task(counts, run.ks)
+    return {task: {"samples": n, "passed": c, **values[task]} for task, (n, c) in counts.items()}
+
+
+def runs_to_dicts(rows: list[EvalRun]) -> list[dict]:
+    """A page of runs, their generated counts read in one query."""
+    generated = _generated_counts([run.id for run in rows])
+    return [run_to_dict(run, generated=generated.get(run.id, 0)) for run in rows]
+
+
+def run_to_dict(run: EvalRun, *, generated: int | None = None, per_task: bool = False) -> dict:
+    """The run as the API shows it; `per_task` adds each task's pass@k (the run's detail view)."""
+    if generated is None:
+        generated = _generated_counts([run.id]).get(run.id, 0)
+    body = {
         "id": run.id,
         "status": run.status,
         "dataset": run.dataset,
@@ -264,7 +318,11 @@ def run_to_dict(run: EvalRun) -> dict:
         "k": run.ks,
         "params": run.params,
         "limit": run.task_limit,
-        "progress": {"done": run.progress_done, "total": run.progress_total},
+        # done: samples executed and scored; generated: samples the model has answered.
+        "progress": {
+            "done": run.progress_done, "total": run.progress_total, "generated": generated,
+            "phase": _phase(run, generated),
+        },
         "pass_at_k": run.pass_at_k or {},
         "isolation": run.isolation or {},
         "error": run.error,
@@ -272,6 +330,9 @@ def run_to_dict(run: EvalRun) -> dict:
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
     }
+    if per_task:
+        body["per_task"] = _per_task(run)
+    return body
 
 
 def sample_to_dict(row: EvalSample) -> dict:
