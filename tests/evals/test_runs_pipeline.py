@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -231,11 +232,14 @@ def test_bad_bodies_against_the_real_pipeline_write_nothing(app, client, body, s
 def test_tiny_gpt2_end_to_end(app, client, tiny_gpt2_dir, tmp_path):
     from promptyard.evals.datasets import register_custom
 
-    # The tiny model reads 128 tokens at most, less than a HumanEval prompt: two short tasks in a custom dataset.
+    # The tiny model reads 128 tokens at most, less than a HumanEval prompt: two short tasks in a custom dataset,
+    # one of each style: code to continue (a check function) and a statement with asserts (MBPP-like).
     tasks = tmp_path / "short.jsonl"
     tasks.write_text("".join(json.dumps(line) + "\n" for line in [
-        {"task_id": "short/0", "prompt": "def add(a, b):\n", "entry_point": "add", "test_list": ["assert add(1, 2) == 3"]},
-        {"task_id": "short/1", "prompt": "def neg(x):\n", "entry_point": "neg", "test_list": ["assert neg(2) == -2"]},
+        {"task_id": "short/0", "prompt": "def add(a, b):\n", "entry_point": "add",
+         "tests": "def check(candidate):\n    assert candidate(1, 2) == 3\n"},
+        {"task_id": "short/1", "prompt": "Write neg(x), the opposite of x.", "entry_point": "neg",
+         "test_list": ["assert neg(2) == -2"]},
     ]))
     register_custom(app.config["PROMPTYARD_HOME"], "short", str(tasks))
     register_model("tiny-gpt2", "transformers", str(tiny_gpt2_dir), params={"max_new_tokens": 16})
@@ -245,15 +249,146 @@ def test_tiny_gpt2_end_to_end(app, client, tiny_gpt2_dir, tmp_path):
     assert run.status == "succeeded", run.error
     assert run.progress_done == run.progress_total == 2
     assert run.pass_at_k == {"pass@1": 0.0}
-    executions = check_linked_executions(run.id, model="tiny-gpt2")
-    assert all(row.plugin == "transformers" and row.tokens_out > 0 for row in executions)
-    samples = db.session.query(EvalSample).filter_by(run_id=run.id).all()
-    assert sorted(s.task_id for s in samples) == ["short/0", "short/1"]
-    for sample in samples:
-        # The tiny model writes noise: the prompt plus its continuation runs and fails, never passes.
+    executions = {row.id: row for row in check_linked_executions(run.id, model="tiny-gpt2")}
+    assert all(row.plugin == "transformers" and row.tokens_out > 0 for row in executions.values())
+    samples = {s.task_id: s for s in db.session.query(EvalSample).filter_by(run_id=run.id)}
+    assert sorted(samples) == ["short/0", "short/1"]
+    for sample in samples.values():
+        # The tiny model writes noise: what runs fails, never passes.
         assert sample.passed is False
         assert sample.verdict in ("failed", "error", "crashed", "timeout")
         assert sample.result and sample.result != "passed"
-        # Completion mode keeps the continuation up to the first stop sequence (the prompt goes in front later).
-        assert sample.raw_output.startswith(sample.completion)
-    assert run.isolation["levels"]
+    # Code to continue: the model was shown the prompt; its continuation up to the first stop is the completion,
+    # and the prompt goes in front of it when it runs.
+    add = samples["short/0"]
+    assert executions[add.execution_id].rendered_input == "def add(a, b):\n"
+    assert add.raw_output.startswith(add.completion)
+    # A statement: the model was shown it with the test that names the function; its answer runs as it is.
+    neg = samples["short/1"]
+    assert executions[neg.execution_id].rendered_input == '"""\nWrite neg(x), the opposite of x.\nassert neg(2) == -2\n"""\n'
+    assert neg.completion in neg.raw_output
+    assert "\nassert " not in neg.completion
+    assert sum(run.isolation["levels"].values()) == 2
+
+
+# --- MBPP: the model is shown the statement and the tests (they name the function) and answers with whole code.
+
+@pytest.fixture(scope="module")
+def mbpp(mbpp_path):
+    from promptyard.evals.datasets import load_mbpp
+
+    return load_mbpp(mbpp_path)
+
+
+@pytest.fixture(scope="module")
+def mbpp_reference_passes(mbpp, sandbox) -> set[str]:
+    """The tasks whose canonical solution passes its own tests, run straight in the sandbox."""
+    tasks = list(mbpp.tasks.values())
+    programs = [task.program(task.canonical_solution, task.task_id) for task in tasks]
+    passes = {program.key for program, result in sandbox.run_many(programs) if result.passed}
+    assert len(passes) == 390  # the shared copy's README: 19 references fail their own tests
+    return passes
+
+
+def mbpp_task_shown(text: str, dataset):
+    """The MBPP task whose first test is in the model's input, found the way a model must: by reading it."""
+    first_test = re.search(r"^assert .*$", text, re.M).group(0)
+    return next(task for task in dataset.tasks.values() if task.test_list[0] == first_test)
+
+
+def mbpp_completion_model(dataset):
+    def answer(prompt, params) -> str:
+        assert isinstance(prompt, str)
+        task = mbpp_task_shown(prompt, dataset)
+        # A completion model opens with a blank line, writes the code, then goes on to test it.
+        return "\n" + task.canonical_solution.strip("\n") + "\n\n\nassert False, 'rambling'\nprint('done')\n"
+
+    return answer
+
+
+def mbpp_chat_model(dataset):
+    def answer(prompt, params) -> str:
+        task = mbpp_task_shown(prompt_text(prompt), dataset)
+        return (
+            f"Sure! Here is a function `{task.entry_point}` that solves it:\n\n"
+            f"```python\n{task.canonical_solution.strip()}\n```\n\n"
+            f"You can try it like this:\n\n```python\nprint({task.test_list[0].split('assert ', 1)[1]})\n```\n\n"
+            "It runs in linear time. Let me know if you have questions!"
+        )
+
+    return answer
+
+
+def run_mbpp(app, client, mbpp_path, **options) -> dict:
+    from promptyard.evals import runs
+
+    run = runs.create_run("mbpp", "coder", dataset_path=str(mbpp_path), **options)
+    wait(app, run.id)
+    body = client.get(f"/api/v1/evals/{run.id}").get_json()
+    assert body["status"] == "succeeded", body["error"]
+    return body
+
+
+def check_scored_like_the_references(body: dict, passes: set[str], mbpp) -> None:
+    """Each task passed exactly when its canonical solution does (all of the first `limit` tasks were run)."""
+    tasks = {task.task_id for task in mbpp.first(body["limit"])}
+    assert set(body["per_task"]) == tasks
+    assert {task for task, counts in body["per_task"].items() if counts["passed"]} == passes & tasks
+    assert body["pass_at_k"] == {"pass@1": pytest.approx(len(passes & tasks) / len(tasks))}
+
+
+def test_mbpp_completion_run_scores_exactly_like_the_references(app, client, mbpp, mbpp_path, mbpp_reference_passes):
+    install_plugin("coder", FunctionPlugin(mbpp_completion_model(mbpp)))
+    body = run_mbpp(app, client, mbpp_path, n=1, k=[1])  # all 409 tasks
+    check_scored_like_the_references(body, mbpp_reference_passes, mbpp)
+    for row in check_linked_executions(body["id"], model="coder"):
+        task = mbpp_task_shown(row.rendered_input, mbpp)
+        # The input names the function: the statement and a test calling it.
+        assert row.rendered_input == f'"""\n{task.text}\n{task.test_list[0]}\n"""\n'
+        assert task.entry_point in row.rendered_input
+
+
+def test_mbpp_chat_run_takes_the_code_out_of_prose(app, client, mbpp, mbpp_path, mbpp_reference_passes):
+    install_plugin("coder", FunctionPlugin(mbpp_chat_model(mbpp)))
+    # The first 120 tasks hold three of the broken references (Mbpp/83, 115, 117).
+    body = run_mbpp(app, client, mbpp_path, n=1, k=[1], mode="chat", limit=120)
+    check_scored_like_the_references(body, mbpp_reference_passes, mbpp)
+    samples = client.get(f"/api/v1/evals/{body['id']}/samples?limit=500").get_json()["items"]
+    assert len(samples) == 120
+    assert all("Sure!" not in s["completion"] and "print(" not in s["completion"] for s in samples)
+    for row in check_linked_executions(body["id"], model="coder"):
+        [message] = json.loads(row.rendered_input)
+        task = mbpp_task_shown(message["content"], mbpp)
+        assert f"here is your task: {task.text} Your code should pass these tests:" in message["content"]
+        assert all(test in message["content"] for test in task.test_list)
+
+
+def test_mbpp_run_with_the_starter_prompt_from_the_cli(app, cli, mbpp, mbpp_path):
+    from promptyard.prompts.starter import seed_starter_library
+
+    seed_starter_library()
+    install_plugin("coder", FunctionPlugin(mbpp_chat_model(mbpp)))
+    result = cli("eval", "run", "--dataset", "mbpp", "--dataset-path", str(mbpp_path), "--model", "coder",
+                 "--prompt", "mbpp-task@production", "--mode", "chat", "--limit", "5", "--no-progress")
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert run["status"] == "succeeded" and run["pass_at_k"] == {"pass@1": 1.0}
+    assert sorted(run["per_task"]) == sorted(task.task_id for task in mbpp.first(5))
+    db.session.expire_all()
+    for row in check_linked_executions(run["id"], model="coder"):
+        task = mbpp_task_shown(row.rendered_input, mbpp)
+        assert row.prompt_name == "mbpp-task" and row.variables == {"text": task.text, "tests": task.test_list}
+        assert row.rendered_input.startswith(f"You are an expert Python programmer, and here is your task: {task.text}")
+
+
+def test_a_prompt_needing_variables_the_dataset_lacks_is_refused(app, client):
+    from promptyard.prompts.starter import seed_starter_library
+
+    seed_starter_library()
+    install_plugin("coder", FunctionPlugin(versioned_model))
+    response = client.post("/api/v1/evals", json={"dataset": "humaneval", "model": "coder", "prompt": "mbpp-task"})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "prompt_variables_unavailable"
+    assert "text, tests" in error["message"] and "prompt, task_id, entry_point" in error["message"]
+    assert db.session.query(EvalRun).count() == 0

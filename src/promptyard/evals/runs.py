@@ -13,14 +13,14 @@ from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
 from promptyard.db.models import PromptVersion
 from promptyard.errors import NotFound, Unprocessable
-from promptyard.evals import passk
+from promptyard.evals import passk, prompting
 from promptyard.evals.datasets import Dataset, Task, load_dataset
-from promptyard.evals.extract import extract
 from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
 from promptyard.execution.pipeline import ExecutionRequest, execute
 from promptyard.models import service as models_service
 from promptyard.prompts import library
+from promptyard.prompts.templates import VariableError, build_context
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,6 @@ Progress = Callable[[str, int, int], None]
 MODES = ("completion", "chat")
 
 
-CHAT_INSTRUCTION = "Complete the following Python function. Answer with the whole function in a ```python block."
-
-
 def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | None]:
     """Generate through the execution pipeline, so the generation is recorded and cached like any other."""
     request = ExecutionRequest(
@@ -42,8 +39,8 @@ def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | 
         # The version resolved when the run was created, even when it was named by a label: a label moved
         # mid-run must not mix two versions into one run's pass rate.
         version=run.version_number if run.prompt_name else None,
-        variables=_task_variables(run, task) if run.prompt_name else {},
-        input=None if run.prompt_name else _raw_input(run, task),
+        variables=_task_variables(db.session.get(PromptVersion, run.version_id), task) if run.prompt_name else {},
+        input=None if run.prompt_name else prompting.model_input(task, run.mode),
         params=dict(run.params or {}),
         # With n > 1 the samples must differ, so only a single-sample run may be served from the cache.
         cache=run.n == 1,
@@ -53,19 +50,26 @@ def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | 
     return row.output or "", row.id
 
 
-def _raw_input(run: EvalRun, task: Task) -> str | list[dict]:
-    """Without a prompt: the task's prompt to continue, or in chat mode a user message asking for the function."""
-    if run.mode == "chat":
-        return [{"role": "user", "content": f"{CHAT_INSTRUCTION}\n\n```python\n{task.prompt}```"}]
-    return task.prompt
-
-
-def _task_variables(run: EvalRun, task: Task) -> dict:
+def _task_variables(version: PromptVersion | None, task: Task) -> dict:
     """The task's fields the prompt version declares (templates refuse undeclared variables)."""
-    offered = {"prompt": task.prompt, "task_id": task.task_id, "entry_point": task.entry_point}
-    version = db.session.get(PromptVersion, run.version_id)
+    offered = prompting.template_variables(task)
     declared = {spec.get("name") for spec in (version.variables or [])} if version is not None else set(offered)
     return {name: value for name, value in offered.items() if name in declared}
+
+
+def _check_prompt_fits(version: PromptVersion, tasks: list[Task], dataset: str) -> None:
+    """A prompt needing a variable the tasks do not supply would fail the run at its first generation: refuse it."""
+    one_per_style = {task.style: task for task in tasks}.values()
+    for task in one_per_style:
+        try:
+            build_context(version.variables or [], _task_variables(version, task))
+        except VariableError as exc:
+            supplied = list(prompting.template_variables(task))
+            raise Unprocessable(
+                f"Prompt {version.prompt.name} v{version.number} cannot be filled from the tasks of {dataset} "
+                f"(they supply {', '.join(supplied)}): {exc.message}",
+                code="prompt_variables_unavailable", details={"supplied": supplied, **exc.details},
+            ) from None
 
 
 def _generator() -> Generator:
@@ -108,6 +112,8 @@ def create_run(
         # In a request body an unknown dataset is bad input, not a missing resource.
         raise Unprocessable(exc.message, code=exc.code, details=exc.details) from None
     version_row = _resolve_prompt(prompt, version, label)
+    if version_row is not None:
+        _check_prompt_fits(version_row, tasks, dataset)
     _check_generation(model)
     run = EvalRun(
         dataset=dataset, dataset_path=dataset_path, model_name=model, prompt_name=prompt,
@@ -190,10 +196,9 @@ def _generate_missing(run: EvalRun, tasks: list[Task], on_progress: Progress) ->
             if (task.task_id, index) in have:
                 continue  # generated before a crash or restart: never redone
             raw, execution_id = generate(run, task, index)
-            completion = extract(raw, run.mode, entry_point=task.entry_point, prompt=task.prompt)
             db.session.add(EvalSample(
                 run_id=run.id, task_id=task.task_id, sample_index=index, execution_id=execution_id,
-                raw_output=raw, completion=completion,
+                raw_output=raw, completion=prompting.code_to_run(task, raw, run.mode),
             ))
             db.session.commit()
             generated += 1
