@@ -109,6 +109,7 @@ def test_resume_after_a_crash_during_execution_runs_only_the_unexecuted_samples(
     assert len(samples) == 6 and len(executed) == 3
     crashed = db.session.get(EvalRun, run.id)
     assert crashed.status == "running" and crashed.progress_done == 3
+    assert runs.run_to_dict(crashed)["progress"] == {"done": 3, "total": 6, "generated": 6, "phase": "executing"}
     assert sum(crashed.isolation["levels"].values()) == 3
 
     assert runs.resume_interrupted_runs() == "resumed 1 evaluation run(s)"
@@ -135,14 +136,39 @@ def test_progress_moves_through_generation_then_execution(app, client):
     run = runs.create_run("humaneval", "fake", n=2, k=[1], limit=2, submit=False)
     assert client.get(f"/api/v1/evals/{run.id}").get_json()["progress"] == {
         "done": 0, "total": 4, "generated": 0, "phase": "queued"}
-    reported = []
-    runs.execute_run(run.id, on_progress=lambda *event: reported.append(event))
+    reported, seen_executing = [], []
+
+    def report(phase, done, total):
+        reported.append((phase, done, total))
+        if phase == "executing":
+            seen_executing.append(client.get(f"/api/v1/evals/{run.id}").get_json()["progress"])
+
+    runs.execute_run(run.id, on_progress=report)
     # Seen over HTTP before each generation: the generated count moves while nothing is executed yet.
     assert seen == [{"done": 0, "total": 4, "generated": g, "phase": "generating"} for g in range(4)]
     assert reported[:5] == [("generating", g, 4) for g in range(5)]
     assert [event for event in reported if event[0] == "executing"] == [("executing", d, 4) for d in range(5)]
+    # ... then the executed count, and once every sample has its verdict, the scoring.
+    assert seen_executing == [
+        {"done": d, "total": 4, "generated": 4, "phase": "executing" if d < 4 else "scoring"} for d in range(5)
+    ]
     body = client.get(f"/api/v1/evals/{run.id}").get_json()
     assert body["progress"] == {"done": 4, "total": 4, "generated": 4, "phase": "done"}
+
+
+def test_a_generation_error_fails_the_run_and_says_where(app, client):
+    def broken(run_row, task, index):
+        if task.task_id == "HumanEval/1":
+            raise RuntimeError("the model server went away")
+        return generate(run_row, task, index)
+
+    app.config["PROMPTYARD_EVAL_GENERATE"] = broken
+    run = runs.create_run("humaneval", "fake", n=1, k=[1], limit=3, submit=False)
+    runs.execute_run(run.id)
+    body = client.get(f"/api/v1/evals/{run.id}").get_json()
+    assert body["status"] == "failed" and body["error"] == "RuntimeError: the model server went away"
+    assert body["progress"] == {"done": 0, "total": 3, "generated": 1, "phase": "generating"}
+    assert body["pass_at_k"] == {} and body["per_task"] == {}
 
 
 def test_pass_rate_by_version_counts_finished_runs_only(app):
