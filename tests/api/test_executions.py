@@ -199,6 +199,29 @@ def test_stream_through_the_test_client(client, echo):
     assert int(response.headers["X-Execution-Id"]) == record["id"]
 
 
+def test_a_stream_dropped_before_its_first_read_is_cancelled_and_frees_its_slot(app, client, echo, monkeypatch):
+    from werkzeug.test import EnvironBuilder
+
+    from promptyard.api import executions as executions_api
+
+    # Hold the execution stream, as anything keeping the dropped response alive would (a traceback, a reference
+    # cycle): its cleanup must not wait for the garbage collector.
+    kept = []
+    monkeypatch.setattr(executions_api, "execute_stream",
+                        lambda request, real=executions_api.execute_stream: kept.append(real(request)) or kept[-1])
+    app.extensions["promptyard.execution.queue"].size = 0
+    request = {"model": "echo", "input": "a b c", "stream": True, "cache": False}
+    statuses = []
+    # Straight through WSGI: the test client would read the first chunk, and this response is never read.
+    body_iterator = app(EnvironBuilder(path="/api/v1/executions", method="POST", json=request).get_environ(),
+                        lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses == ["200 OK"]
+    body_iterator.close()
+    row = db.session.scalar(select(Execution))
+    assert row.status == "cancelled" and row.output == ""
+    assert run(client, **{**request, "stream": False}).status_code == 201  # the only slot came back
+
+
 def test_history_filters_and_paging(client, echo):
     install_plugin("other", FunctionPlugin(lambda p, q: "other", source="fake/other"))
     ids = [run(client, model=m, input=i).get_json()["id"] for m, i in [("echo", "a"), ("other", "b"), ("echo", "c")]]

@@ -255,6 +255,37 @@ class GatedPlugin(FunctionPlugin):
         return (yield from words)
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/v1/completions", {"prompt": "x"}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]}),
+])
+def test_a_stream_dropped_before_its_first_read_is_cancelled_and_frees_its_slot(app, client, monkeypatch,
+                                                                                 path, body):
+    from werkzeug.test import EnvironBuilder
+
+    from promptyard.api import openai_compat
+
+    # Hold the execution stream, as anything keeping the dropped response alive would (a traceback, a reference
+    # cycle): its cleanup must not wait for the garbage collector.
+    kept = []
+    monkeypatch.setattr(openai_compat, "execute_stream",
+                        lambda request, real=openai_compat.execute_stream: kept.append(real(request)) or kept[-1])
+    service.install_plugin("words", FunctionPlugin(lambda prompt, params: "one two three"))
+    app.extensions["promptyard.execution.queue"].size = 0
+    request = {"model": "words", "stream": True, "cache": False, **body}
+    statuses = []
+    # Straight through WSGI: the test client would read the first chunk, and this response is never read.
+    body_iterator = app(EnvironBuilder(path=path, method="POST", json=request).get_environ(),
+                        lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses == ["200 OK"]
+    body_iterator.close()  # what the WSGI server does when the client went away before the first chunk
+    row = db.session.scalar(select(Execution))
+    assert row.status == "cancelled" and row.output == "one "  # the first delta was pulled to check the request
+    # The slot came back: with no queue room, a second request only runs if the first released it.
+    again = client.post(path, json={**request, "stream": False})
+    assert again.status_code == 200, again.get_json()
+
+
 @pytest.mark.parametrize("app_config", [{"PROMPTYARD_QUEUE_CONCURRENCY": 1, "PROMPTYARD_QUEUE_SIZE": 0}])
 def test_a_full_queue_is_a_rate_limit_error(base_url, oai, app):
     gate = threading.Event()

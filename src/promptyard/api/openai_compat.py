@@ -139,8 +139,18 @@ def _respond(body: SamplingFields, request, kind: str):
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     maker = shapes.ChunkMaker(kind, body.model)
     stream = _sse(events, first, maker, include_usage)
-    return Response(stream_with_context(stream), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(stream_with_context(stream), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    app = current_app._get_current_object()
+
+    def close_if_never_started() -> None:
+        # A response the server drops before reading it never runs _sse's finally: close the execution here, so that
+        # it is recorded cancelled and its queue slot comes back now, not whenever the garbage collector gets to it.
+        with app.app_context():
+            events.close()
+
+    response.call_on_close(close_if_never_started)
+    return response
 
 
 def _sse(events: Iterator[dict], first: dict | None, maker: shapes.ChunkMaker, include_usage: bool) -> Iterator[str]:
