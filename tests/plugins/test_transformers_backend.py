@@ -129,6 +129,17 @@ def test_sampling_with_a_seed_is_reproducible(tiny):
     assert len(texts) > 1, "different seeds should sample different text"
 
 
+def test_a_tiny_top_p_keeps_only_the_likeliest_token(tiny):
+    plugin, _, _ = tiny
+    greedy = plugin.generate(PROMPT, GenerationParams(max_new_tokens=12)).text
+    sampled = GenerationParams(max_new_tokens=12, do_sample=True, temperature=1.0)
+    # The same seeds sample other text when top_p keeps the whole distribution...
+    assert {plugin.generate(PROMPT, sampled.model_copy(update={"seed": seed})).text for seed in (1, 2, 3)} != {greedy}
+    # ...and the greedy text when the nucleus holds nothing but the likeliest token.
+    for seed in (1, 2, 3):
+        assert plugin.generate(PROMPT, sampled.model_copy(update={"seed": seed, "top_p": 1e-6})).text == greedy
+
+
 def test_temperature_zero_is_greedy_even_with_do_sample(gpt2):
     greedy = gpt2.generate(PROMPT, GenerationParams(max_new_tokens=10))
     sampled_at_zero = gpt2.generate(PROMPT, GenerationParams(max_new_tokens=10, do_sample=True, temperature=0))
