@@ -202,8 +202,10 @@ def test_the_estimate_before_loading_is_close_to_the_loaded_footprint(request, w
     plugin = TransformersPlugin(str(request.getfixturevalue(f"tiny_{which}_dir")), options={"dtype": dtype})
     estimate = plugin.estimated_memory_bytes()
     plugin.load()
+    weights = sum(parameter.numel() * parameter.element_size() for parameter in plugin.model.parameters())
     # T5 keeps a few layers in float32 whatever the dtype: the estimate counts every weight at the dtype's size.
-    assert 0.8 * plugin.memory_bytes() <= estimate <= plugin.memory_bytes()
+    # Buffers (some transformers versions keep GPT-2's causal mask) are not weights and not estimated.
+    assert 0.8 * weights <= estimate <= weights <= plugin.memory_bytes()
 
 
 def test_the_estimate_follows_the_dtype_and_the_quantization(tiny_gpt2_dir):
