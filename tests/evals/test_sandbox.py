@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
-from promptyard.evals.isolation import BASE_UID
+from promptyard.evals import worker
+from promptyard.evals.isolation import BASE_UID, TEMPORARY_FOLDERS
 from promptyard.evals.sandbox import Program, Sandbox
 
 
 def run(box, solution: str, tests: str = "assert True\n"):
     return box.run(Program(solution, tests))
+
+
+@pytest.fixture(scope="module", params=["namespaces", "no-namespaces"])
+def box(request, sandbox):
+    """The hostile samples run in both modes: the usual one, and the degraded one without namespaces (which
+    here, as root with the interpreter under /root, also means no unprivileged uid)."""
+    if request.param == "namespaces":
+        yield sandbox
+    else:
+        with Sandbox(2, timeout=3.0, namespaces=False) as degraded:
+            yield degraded
+
+
+def isolation_of(box) -> dict:
+    return run(box, "x = 1\n").isolation
+
+
+def runs_as_root(report: dict) -> bool:
+    """Whether samples run as root (no uid drop): then the report must say what that leaves unprotected."""
+    if os.geteuid() == 0 and not report["uid"]:
+        assert any(note.startswith("samples run as root") for note in report["notes"]), report
+        return True
+    return False
 
 
 def processes_matching(marker: str) -> list[int]:
@@ -81,6 +107,7 @@ def test_isolation_is_reported(sandbox):
         # Here (root, Linux) the kernel allows everything: the sample ran unprivileged in its own namespaces.
         assert result.isolation["level"] == "namespaces+uid"
         assert result.isolation["uid"] >= BASE_UID
+        assert result.isolation["private_tmp"] is True and result.isolation["notes"] == []
 
 
 def test_runs_and_says_so_without_namespaces():
@@ -90,50 +117,89 @@ def test_runs_and_says_so_without_namespaces():
     assert ok.verdict == "passed"
     assert not ok.isolation["pid_namespace"] and not ok.isolation["net_namespace"]
     assert ok.isolation["level"] in ("uid", "rlimits-only")
+    assert "namespaces disabled by configuration" in ok.isolation["notes"]
     assert loop.verdict == "timeout"
 
 
-def test_infinite_loop_times_out(sandbox):
-    assert run(sandbox, "while True:\n    pass\n").verdict == "timeout"
+def test_infinite_loop_times_out(box):
+    assert run(box, "while True:\n    pass\n").verdict == "timeout"
 
 
-def test_fork_bomb_is_contained_and_cleaned_up(sandbox):
+def test_fork_bomb_is_contained_and_cleaned_up(box):
+    if runs_as_root(isolation_of(box)):
+        return  # RLIMIT_NPROC does not bind root: the report says so, and a fork bomb would swamp this machine
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    result = run(sandbox, bomb)
+    result = run(box, bomb)
     assert result.verdict in ("timeout", "crashed", "error")
-    if result.isolation["uid"]:
-        assert processes_of(result.isolation["uid"]) == []
+    assert processes_of(result.isolation["uid"]) == []
 
 
-def test_memory_bomb(sandbox):
-    result = run(sandbox, "blocks = []\nwhile True:\n    blocks.append(bytes(512 * 1024 * 1024))\n")
+def test_memory_bomb(box):
+    result = run(box, "blocks = []\nwhile True:\n    blocks.append(bytes(512 * 1024 * 1024))\n")
     assert result.verdict == "memory"
-    result = run(sandbox, "table = [0] * (10 ** 10)\n")
+    result = run(box, "table = [0] * (10 ** 10)\n")
     assert result.verdict == "memory"
 
 
-def test_huge_file_is_stopped(sandbox):
+def test_huge_file_is_stopped(box):
     writer = "with open('big.bin', 'wb') as f:\n    for _ in range(10 * 1024):\n        f.write(b'0' * (1024 * 1024))\n"
-    result = run(sandbox, writer)
+    result = run(box, writer)
     assert result.verdict in ("crashed", "error")
     assert "SIGXFSZ" in result.detail or "File too large" in result.detail
 
 
-def test_cannot_touch_files_outside_its_folder(sandbox, tmp_path):
+def test_cannot_touch_files_outside_its_folder(box):
     if os.geteuid() != 0:
         pytest.skip("file protection outside the folder comes from the unprivileged uid, which needs root")
-    canary = tmp_path / "canary.txt"
-    canary.write_text("intact")
-    tmp_path.chmod(0o755)
-    canary.chmod(0o644)
-    remove = run(sandbox, f"import os\nos.remove({str(canary)!r})\n")
-    overwrite = run(sandbox, f"open({str(canary)!r}, 'w').write('pwned')\n")
-    assert remove.verdict == overwrite.verdict == "error"
-    assert remove.exception == overwrite.exception == "PermissionError"
-    assert canary.read_text() == "intact"
+    if runs_as_root(isolation_of(box)):
+        return  # no uid to drop to: the report says files outside the folder are unprotected
+    # Not under /tmp (pytest's tmp_path): the samples' /tmp is their own.
+    with tempfile.TemporaryDirectory(dir="/run") as folder:
+        canary = Path(folder) / "canary.txt"
+        canary.write_text("intact")
+        Path(folder).chmod(0o755)
+        canary.chmod(0o644)
+        remove = run(box, f"import os\nos.remove({str(canary)!r})\n")
+        overwrite = run(box, f"open({str(canary)!r}, 'w').write('pwned')\n")
+        assert remove.verdict == overwrite.verdict == "error"
+        assert remove.exception == overwrite.exception == "PermissionError"
+        assert canary.read_text() == "intact"
 
 
-def test_no_network_to_a_local_server(sandbox):
+def test_temporary_folders_are_left_as_they_were(box):
+    marker = f"promptyard-test-{uuid.uuid4().hex}"
+    paths = [f"{folder}/{marker}" for folder in TEMPORARY_FOLDERS]
+    litter = (
+        "import os\n"
+        f"for path in {paths!r}:\n"
+        "    open(path, 'w').write('left behind')\n"
+        "    os.mkdir(path + '.d')\n"
+        "    open(path + '.d/inside', 'w').write('left behind')\n"
+        "    os.symlink('/etc/passwd', path + '.link')\n"
+    )
+    look = f"import os\nprint([os.path.lexists(p + suffix) for p in {paths!r} for suffix in ('', '.d', '.link')])\n"
+    try:
+        written = run(box, litter)
+        assert written.verdict == "passed", written.detail
+        if not written.isolation["private_tmp"]:
+            # No private mount namespace: nothing can keep these folders apart, and the report says so.
+            assert any(note.startswith("no private /tmp") for note in written.isolation["notes"])
+            assert all(os.path.exists(path) for path in paths)
+            return
+        assert [os.path.lexists(path + suffix) for path in paths for suffix in ("", ".d", ".link")] == [False] * 9
+        # Not on this machine, nor for the next samples of any worker.
+        for _ in range(len(box._all)):
+            assert run(box, look).stdout.strip() == str([False] * 9)
+    finally:
+        for path in paths:
+            for suffix in ("", ".d/inside", ".d", ".link"):
+                try:
+                    os.rmdir(path + suffix) if suffix == ".d" else os.unlink(path + suffix)
+                except OSError:
+                    pass
+
+
+def test_no_network_to_a_local_server(box):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
@@ -149,9 +215,15 @@ def test_no_network_to_a_local_server(sandbox):
 
     thread = threading.Thread(target=accept)
     thread.start()
-    result = run(sandbox, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n")
+    result = run(box, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n")
     thread.join()
     server.close()
+    for connection, _ in accepted:
+        connection.close()
+    if not result.isolation["net_namespace"]:
+        # Without a network namespace nothing stops the connection; the report says the sample had the network.
+        assert len(accepted) == 1 and result.verdict == "passed"
+        return
     assert result.verdict == "error"
     assert accepted == []
 
@@ -174,47 +246,131 @@ def test_secrets_in_the_scorer_environment_are_unreachable(monkeypatch):
     assert token not in result.stdout + result.stderr
 
 
-def test_early_exits_do_not_pass(sandbox):
+def test_early_exits_do_not_pass(box):
     wrong_tests = "assert f() == 2\n"
     for early in ("import sys\nsys.exit(0)\n", "import os\nos._exit(0)\n", "raise SystemExit(0)\n"):
-        result = run(sandbox, "def f():\n    return 1\n" + early, wrong_tests)
+        result = run(box, "def f():\n    return 1\n" + early, wrong_tests)
         assert result.verdict != "passed", early
-    assert run(sandbox, "import os\nos._exit(0)\n").detail.startswith("exited with status 0")
+    assert run(box, "import os\nos._exit(0)\n").detail.startswith("exited with status 0")
 
 
-def test_forged_report_without_the_nonce_does_not_pass(sandbox):
-    forge = "import os\nos.write(3, b'{\"verdict\": \"passed\", \"nonce\": \"guess\"}\\n')\nos._exit(0)\n"
-    result = run(sandbox, "def f():\n    return 1\n" + forge, "assert f() == 2\n")
+def test_forged_report_without_the_nonce_does_not_pass(box):
+    # The report's real format (harness docstring), with a well-formed nonce that is not this sample's.
+    forge = f"import os\nos.write(3, b'{uuid.uuid4().hex}\\tpassed\\n')\nos._exit(0)\n"
+    result = run(box, "def f():\n    return 1\n" + forge, "assert f() == 2\n")
     assert result.verdict == "crashed"
 
 
-def test_killing_the_parent_does_not_pass(sandbox):
-    result = run(sandbox, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef f():\n    return 1\n",
+def test_a_pass_is_only_the_exact_passed_line():
+    nonce = uuid.uuid4().hex
+    assert worker._interpret(0, f"{nonce}\tpassed\n", nonce, False)["verdict"] == "passed"
+    for forged in (f"{nonce}\tpassed\tAssertionError\t\n", f"{nonce}\tpassed\tx\n", f"{uuid.uuid4().hex}\tpassed\n"):
+        assert worker._interpret(0, forged, nonce, False)["verdict"] == "crashed", forged
+
+
+def test_killing_the_parent_does_not_pass(box):
+    report = isolation_of(box)
+    folders = {worker.scratch for worker in box._all}
+    result = run(box, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef f():\n    return 1\n",
                  "assert f() == 2\n")
     assert result.verdict != "passed"
-    assert run(sandbox, "x = 1\n", "assert x == 1\n").verdict == "passed"
+    if report["pid_namespace"] or report["uid"]:
+        # The worker is PID 1 of the sample's namespace, or another uid: out of the sample's reach.
+        assert result.exception == "PermissionError"
+    else:
+        # Same uid, no namespace: the worker really is killed (and the sample with it), and replaced; the folder
+        # it kept its samples' folders in goes with it.
+        assert (result.verdict, result.isolation) == ("crashed", None)
+        assert "worker failed" in result.detail
+        [killed] = folders - {worker.scratch for worker in box._all}
+        assert not os.path.exists(killed)
+    assert run(box, "x = 1\n", "assert x == 1\n").verdict == "passed"
 
 
-def test_patched_builtins_do_not_bend_the_tests(sandbox):
+def test_patched_builtins_do_not_bend_the_tests(box):
     cheat = "import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.len = lambda x: 3\ndef f(x):\n    return x\n"
-    result = run(sandbox, cheat, "assert abs(f(1) - 5) < 1e-6\nassert len([]) == 3\n")
+    result = run(box, cheat, "assert abs(f(1) - 5) < 1e-6\nassert len([]) == 3\n")
     assert result.verdict == "failed"
+
+
+@pytest.mark.parametrize("reach", ["__builtins__", "globals()['__builtins__']"])
+def test_a_solution_called_by_the_tests_cannot_bend_their_builtins(box, reach):
+    # The solution's functions see their own globals; the tests' builtins are not among them.
+    cheat = f"def f(x):\n    {reach}['abs'] = lambda x: 0\n    return x\n"
+    result = run(box, cheat, "assert f(1) == 1\nassert abs(5) == 0\n")
+    assert (result.verdict, result.exception) == ("failed", "AssertionError")
 
 
 @pytest.mark.parametrize("patched", ["exec", "compile", "isinstance"])
-def test_patching_what_the_harness_itself_calls_does_not_pass(sandbox, patched):
+def test_patching_what_the_harness_itself_calls_does_not_pass(box, patched):
     cheat = f"import builtins\nbuiltins.{patched} = lambda *a, **k: True\ndef f(x):\n    return x\n"
-    assert run(sandbox, cheat, "assert f(1) == 2\n").verdict != "passed"
+    assert run(box, cheat, "assert f(1) == 2\n").verdict != "passed"
 
 
-def test_huge_output_is_capped(sandbox):
-    result = run(sandbox, "import sys\nsys.stdout.write('x' * (100 * 1024 * 1024))\n", "assert False\n")
+def test_the_harness_is_out_of_import_reach(box):
+    probe = (
+        "import sys\n"
+        "try:\n"
+        "    import harness\n"
+        "    print('imported')\n"
+        "except ImportError:\n"
+        "    print('no harness')\n"
+        "print([name for name, m in sys.modules.items() if hasattr(m, 'run_program') or hasattr(m, 'run_job')])\n"
+        "print([p for p in sys.path if p.endswith('evals')])\n"
+    )
+    result = run(box, probe)
+    assert result.verdict == "passed"
+    assert result.stdout.splitlines() == ["no harness", "[]", "[]"]
+
+
+# The audit's three routes through `import harness`, and the same through the package (a fresh copy, not the
+# module running the sample).
+PATCHES = {
+    "exec": "harness._exec = lambda *a, **k: None\n",
+    "verdict": "harness._verdict_for = lambda exc: 'passed'\n",
+    "code": "harness._code = lambda *a, **k: compile('', '', 'exec')\n",
+    "pristine builtins": "harness.PRISTINE_BUILTINS['abs'] = lambda x: 0\n",
+}
+
+
+@pytest.mark.parametrize("route", ["import harness", "from promptyard.evals import harness"])
+@pytest.mark.parametrize("patch", PATCHES.values(), ids=PATCHES.keys())
+def test_patching_the_harness_through_import_does_not_pass(box, route, patch):
+    cheat = f"try:\n    {route}\n    {patch}except ImportError:\n    pass\ndef f(x):\n    return x\n"
+    result = run(box, cheat, "assert abs(f(-1)) == 0\n")
+    assert (result.verdict, result.exception) == ("failed", "AssertionError")
+
+
+# The same, on the harness module's globals reached from the sample's frame.
+REBINDS = {
+    "exec": "harness['_exec'] = harness['exec'] = lambda *a, **k: None\n",
+    "verdict": "harness['_verdict_for'] = lambda exc: 'passed'\n",
+    "code": "harness['_code'] = lambda *a, **k: compile('', '', 'exec')\n",
+    "pristine builtins": "harness['PRISTINE_BUILTINS'] = {'abs': lambda x: 0}\n",
+}
+
+
+@pytest.mark.parametrize("rebind", REBINDS.values(), ids=REBINDS.keys())
+def test_harness_globals_rebound_mid_run_do_not_change_the_verdict(box, rebind):
+    # Reaching the running harness takes frame introspection (which the harness docstring says cannot be stopped
+    # in-process), but what it uses was bound before the sample ran: rebinding its globals is of no use.
+    reach = "import sys\nharness = sys._getframe(1).f_globals\nassert 'run_program' in harness\n"
+    result = run(box, reach + rebind + "def f(x):\n    return x\n", "assert abs(f(-1)) == 0\n")
+    assert (result.verdict, result.exception) == ("failed", "AssertionError")
+
+
+def test_huge_output_is_capped(box):
+    result = run(box, "import sys\nsys.stdout.write('x' * (100 * 1024 * 1024))\n", "assert False\n")
     assert result.verdict == "failed"
     assert len(result.stdout) <= 64 * 1024
     assert result.truncated == ["stdout"]
+    noisy = run(box, "import sys\nsys.stderr.write('e' * (1024 * 1024))\nprint('out')\n", "assert False\n")
+    assert noisy.verdict == "failed"
+    assert len(noisy.stderr) == 64 * 1024 and noisy.stdout == "out\n"
+    assert noisy.truncated == ["stderr"]
 
 
-def test_no_child_process_survives(sandbox):
+def test_no_child_process_survives(box):
     marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"
     daemon = (
         "import os, subprocess\n"
@@ -225,7 +381,7 @@ def test_no_child_process_survives(sandbox):
         f"        os.execvp('sleep', ['sleep', '{marker}1'])\n"
         "    os._exit(0)\n"
     )
-    result = run(sandbox, daemon, "assert False\n")
+    result = run(box, daemon, "assert False\n")
     assert result.verdict == "failed"
     assert processes_matching(marker) == []
 

@@ -61,11 +61,13 @@ class Isolation:
     """What a sandbox child actually got; reported in every run's metadata."""
 
     def __init__(self, pid_namespace: bool = False, net_namespace: bool = False, uid: int | None = None,
-                 rlimits: bool = True, notes: list[str] | None = None) -> None:
+                 rlimits: bool = True, private_tmp: bool = False, notes: list[str] | None = None) -> None:
         self.pid_namespace = pid_namespace
         self.net_namespace = net_namespace
         self.uid = uid
         self.rlimits = rlimits
+        # /tmp, /var/tmp and /dev/shm are the worker's own and emptied after every sample (see cover_temporary).
+        self.private_tmp = private_tmp
         self.notes = list(notes or [])
 
     @property
@@ -85,6 +87,7 @@ class Isolation:
             "net_namespace": self.net_namespace,
             "uid": self.uid,
             "rlimits": self.rlimits,
+            "private_tmp": self.private_tmp,
             "notes": list(self.notes),
         }
 
@@ -131,8 +134,8 @@ _claimed: dict[str, int] = {}
 def claim_uid() -> int:
     """An unprivileged uid no other live sandbox worker on this machine uses (an flock held for our lifetime).
 
-    Each worker runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample and a stray
-    can be killed by uid without touching another worker's sample, even across separate scorer processes.
+    Each worker runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample, even across
+    separate scorer processes. The locks live in the machine's /tmp: claim before covering it (cover_temporary).
     """
     import fcntl
 
@@ -195,25 +198,8 @@ def scrub_environment(workdir: str) -> None:
     os.environ["TMPDIR"] = workdir
 
 
-def kill_uid(uid: int) -> None:
-    """SIGKILL every process owned by `uid` (from a helper that becomes that uid: kill(-1) hits only its own)."""
-    if os.geteuid() != 0:
-        return
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            os.kill(-1, 9)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-
-
 CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE, MS_RDONLY, MS_REMOUNT = 4096, 16384, 1 << 18, 1, 32
-MNT_DETACH = 2
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -257,36 +243,65 @@ def mount_scratch(size: str = "256m") -> str:
     return SCRATCH
 
 
+def _outermost(paths: list[str]) -> list[str]:
+    paths = {os.path.abspath(p) for p in paths}
+    return sorted(p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths))
+
+
+def _cover(folder: str, keep: list[str], options: str) -> None:
+    """Mount an empty tmpfs over `folder`, then bind the folders in `keep` (all under it) back in place.
+
+    The originals are held by O_PATH descriptors opened before the tmpfs hides them, and bound back from
+    /proc/self/fd: no staging folder anywhere (the folder covered may be /tmp itself).
+    """
+    held = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in _outermost(keep)]
+    try:
+        _mount("tmpfs", folder, "tmpfs", 0, options)
+        for path, fd in held:
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+    finally:
+        for _, fd in held:
+            os.close(fd)
+
+
+def _folders_under(folder: str, paths: list[str]) -> list[str]:
+    return [p for p in paths if p and os.path.isdir(p) and os.path.abspath(p).startswith(folder + os.sep)]
+
+
+# World-writable folders every process can leave files in (see cover_temporary).
+TEMPORARY_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def cover_temporary(paths: list[str], size: str = "64m") -> list[str]:
+    """Give the calling worker (in its private mount namespace) its own empty /tmp, /var/tmp and /dev/shm.
+
+    Each becomes a world-writable tmpfs seen by no one else, which the worker empties after every sample: what a
+    sample writes there (a path it hard-coded rather than TMPDIR) never reaches the machine nor the next
+    sample. The interpreter's folders in `paths` that lie under one are bound back. Returns the folders covered.
+    """
+    covered = []
+    for folder in TEMPORARY_FOLDERS:
+        if os.path.isdir(folder) and not os.path.islink(folder):
+            _cover(folder, _folders_under(folder, paths), f"mode=1777,size={size},nr_inodes=16k")
+            covered.append(folder)
+    return covered
+
+
 def expose_python(paths: list[str]) -> list[str]:
     """Let an unprivileged sample import the interpreter's own files when they sit under a private home.
 
-    In the worker's private mount namespace (see private_mounts) a closed directory such as /root is covered by an empty
-    tmpfs and only the interpreter's folders are bind-mounted back: the sample sees Python, nothing else there.
-    Returns the directories covered; raises OSError when the kernel refuses.
+    In the worker's private mount namespace (see private_mounts) a closed directory such as /root is covered by an
+    empty tmpfs and only the interpreter's folders are bind-mounted back: the sample sees Python, nothing else
+    there. Returns the directories covered; raises OSError when the kernel refuses.
     """
     needed: dict[str, list[str]] = {}
     for path in paths:
         if path and os.path.isdir(path):
             closed = _closed_ancestor(path)
             if closed:
-                needed.setdefault(closed, []).append(os.path.abspath(path))
-    if not needed:
-        return []
+                needed.setdefault(closed, []).append(path)
     for closed, inner in needed.items():
-        # Keep only outermost folders; stage them before the tmpfs hides the originals.
-        inner = sorted(p for p in set(inner) if not any(p != q and p.startswith(q + os.sep) for q in inner))
-        stages = []
-        for path in inner:
-            # Not tempfile.mkdtemp: importing tempfile would load shutil, random, bz2... into every worker.
-            stage = f"/tmp/promptyard-stage-{os.getpid()}-{os.urandom(6).hex()}"
-            os.mkdir(stage, 0o700)
-            _mount(path, stage, None, MS_BIND | MS_REC)
-            stages.append((path, stage))
-        _mount("tmpfs", closed, "tmpfs", 0, "mode=0755,size=1m")
-        for path, stage in stages:
-            os.makedirs(path, exist_ok=True)
-            _mount(stage, path, None, MS_BIND | MS_REC)
-            _libc.umount2(stage.encode(), MNT_DETACH)
-            os.rmdir(stage)
+        _cover(closed, inner, "mode=0755,size=1m")
         _mount(None, closed, None, MS_REMOUNT | MS_RDONLY)
     return sorted(needed)

@@ -6,9 +6,11 @@ import marshal
 import os
 import queue
 import selectors
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -66,11 +68,17 @@ class _Worker:
         self.namespaces = namespaces
         self.cpu = cpu
         here = str(Path(__file__).resolve().parent)
+        # The folder for the worker's samples where it gets no private tmpfs for them (no mount namespace): its
+        # own, so that close() removes what a worker killed mid-sample left there.
+        self.scratch = tempfile.mkdtemp(prefix="promptyard-worker-")
         # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
-        env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0"}
+        env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0",
+               "PROMPTYARD_SANDBOX_SCRATCH": self.scratch}
         # -S skips site (and the .pth files it would run); the paths samples may import from are passed instead.
         paths = [here, *[p for p in sys.path if p and os.path.isdir(p)]]
-        bootstrap = f"import sys; sys.path[:0] = {paths!r}; import worker; worker.main()"
+        # __import__ rather than `import worker`: no name in __main__ keeps the worker module reachable once it
+        # has left sys.modules (see worker._hide_sandbox_modules).
+        bootstrap = f"import sys; sys.path[:0] = {paths!r}; __import__('worker').main()"
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", bootstrap, str(slot), "" if cpu is None else str(cpu)],
             stdin=subprocess.PIPE,
@@ -122,6 +130,7 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class Sandbox:

@@ -26,10 +26,12 @@ PRELOADED = ("typing", "re", "math", "collections", "itertools", "functools", "h
 
 # Worker-wide facts, set once in main().
 STATE = {"network_namespace": False, "pid_namespace": False, "no_uid_drop": None, "namespaces": True,
-         "scratch": "/tmp", "isolation": None, "isolation_report": None, "workdir": None}
+         "scratch": None, "isolation": None, "isolation_report": None, "workdir": None, "temporary": {}}
 
 _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
-_REPORTED_VERDICTS = ("passed", "failed", "error", "memory")
+_REPORTED_VERDICTS = ("failed", "error", "memory")
+# The exception's text is cut to this in `detail` (the `message` field keeps it whole).
+DETAIL_MAX = 500
 
 
 # Compiled test code per test text (tests come from the dataset, never from the model): compiled once here,
@@ -102,7 +104,7 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
             isolation.die_with_parent()
     except BaseException:  # noqa: BLE001 - a child must never fall back into the worker's loop
         os._exit(71)
-    harness.run_program(solution, tests, result_fd, nonce)
+    harness.run_program(solution, tests, job["tests"], result_fd, nonce)
     os._exit(0)
 
 
@@ -113,16 +115,22 @@ def _isolation() -> isolation.Isolation:
         info.uid = isolation.claim_uid()
     elif STATE["no_uid_drop"]:
         info.notes.append(STATE["no_uid_drop"])
+    if os.geteuid() == 0 and not info.uid:
+        info.notes.append("samples run as root: no limit on their number of processes, no protection for files "
+                          "outside their folder")
     if not STATE["namespaces"]:
         info.notes.append("namespaces disabled by configuration")
     elif not STATE["pid_namespace"]:
-        info.notes.append("no PID namespace (unshare refused); strays are killed by uid or process group")
+        info.notes.append("no PID namespace (unshare refused); strays are killed by the worker, their subreaper")
+    info.private_tmp = bool(STATE["temporary"])
+    if not info.private_tmp:
+        info.notes.append("no private /tmp: files a sample leaves in /tmp, /var/tmp or /dev/shm outlive it")
     return info
 
 
 def _fresh_folder(unique: str) -> str:
     """An empty folder for one sample: the worker's fixed one when it could be cleared, else a new name."""
-    for _ in range(2 if STATE["workdir"] else 0):
+    for _ in range(2):
         try:
             os.mkdir(STATE["workdir"], 0o700)
             return STATE["workdir"]
@@ -159,8 +167,11 @@ def run_job(job: dict) -> dict:
     try:
         status, captured, truncated, timed_out = _supervise(pid, pipes, job, started)
     finally:
-        _cleanup(pid, info)
-        _remove_tree(workdir)
+        try:
+            _cleanup(pid, info)
+        finally:
+            _remove_tree(workdir)
+            _empty_temporary()
     result = _interpret(status, captured["result"].decode(errors="replace"), nonce_text, timed_out)
     result.update(
         stdout=captured["stdout"].decode(errors="replace"),
@@ -177,7 +188,8 @@ def _supervise(pid: int, pipes: dict, job: dict, started: float):
     readers = {r: name for name, (r, _) in pipes.items()}
     captured = {name: bytearray() for name in pipes}
     cap = int(job.get("limits", {}).get("output_bytes", 64 * 1024))
-    caps = {"stdout": cap, "stderr": cap, "result": 1 << 16}
+    # The report carries the exception's text (up to harness.MESSAGE_MAX characters, escaped).
+    caps = {"stdout": cap, "stderr": cap, "result": 1 << 20}
     truncated: set[str] = set()
     deadline = started + float(job["timeout"])
     timed_out = exited = False
@@ -247,15 +259,66 @@ def _cleanup(pid: int, info: isolation.Isolation) -> None:
                 os.waitpid(-1, 0)
             except ChildProcessError:
                 return
-    if info.uid:
-        isolation.kill_uid(info.uid)
+    _kill_descendants()
+
+
+def _kill_descendants() -> None:
+    """Kill whatever the sample left running, however detached (setsid, double fork, another uid).
+
+    We are its subreaper (see setup): an orphan in our subtree is re-parented to us, never to init. So: kill our
+    children, reap them (their children are ours from then on), and repeat until we have none left.
+    """
+    # Children of this thread, the worker's only one (a kernel with CONFIG_PROC_CHILDREN, as distributions build).
+    listing = f"/proc/self/task/{os.getpid()}/children"
     while True:
         try:
-            reaped, _ = os.waitpid(-1, os.WNOHANG)
+            os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            break
-        if reaped == 0:
-            break
+            return  # the usual case: the sample left nothing
+        fd = os.open(listing, os.O_RDONLY)
+        try:
+            children = [int(pid) for pid in _read_all(fd).split()]
+        finally:
+            os.close(fd)
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for child in children:
+            try:
+                os.waitpid(child, 0)
+            except ChildProcessError:
+                pass
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 1 << 16):
+        data += chunk
+    return data
+
+
+def _empty_temporary() -> None:
+    """Remove what the sample left in the worker's own /tmp, /var/tmp and /dev/shm (see isolation.cover_temporary).
+
+    On tmpfs a folder's size counts its entries, so one stat per folder tells whether there is anything to do.
+    """
+    for folder, (size, kept) in STATE["temporary"].items():
+        if os.stat(folder).st_size != size:
+            for name in os.listdir(folder):
+                if name not in kept:
+                    _remove(f"{folder}/{name}")
+
+
+def _remove(path: str) -> None:
+    """Delete a file, link or folder the sample left (symlinks are removed, never followed)."""
+    try:
+        os.unlink(path)
+    except IsADirectoryError:
+        _remove_tree(path)
+    except OSError:
+        pass
 
 
 def _remove_tree(path: str) -> None:
@@ -294,7 +357,9 @@ def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> di
     outcome = None
     for line in result_text.splitlines():
         fields = line.split("\t")
-        if fields[0] == nonce and len(fields) in (2, 4) and fields[1] in _REPORTED_VERDICTS:
+        # A pass is exactly `nonce  passed`; every other verdict comes with the exception's type and text.
+        if fields[0] == nonce and (len(fields) == 2 and fields[1] == "passed"
+                                   or len(fields) == 4 and fields[1] in _REPORTED_VERDICTS):
             outcome = fields
     if timed_out:
         return {"verdict": "timeout", "detail": "timed out"}
@@ -302,7 +367,8 @@ def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> di
         if outcome[1] == "passed":
             return {"verdict": "passed", "detail": "passed", "exception": None}
         kind, message = (_unescape(field) for field in outcome[2:])
-        return {"verdict": outcome[1], "detail": f"{kind}: {message}", "exception": kind}
+        return {"verdict": outcome[1], "detail": f"{kind}: {message[:DETAIL_MAX]}", "exception": kind,
+                "message": message}
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status))
         return {"verdict": _SIGNAL_VERDICTS.get(sig, "crashed"), "detail": f"killed by {sig.name}"}
@@ -313,43 +379,75 @@ def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> di
     return {"verdict": "crashed", "detail": f"exited with status {code} before the tests finished"}
 
 
+def _interpreter_paths() -> list[str]:
+    return [sys.base_prefix, sys.prefix, *[p for p in sys.path if p]]
+
+
 def _expose_interpreter() -> None:
     """Make the interpreter importable for the unprivileged sample uid; without that, stay root (and say so)."""
-    paths = [sys.base_prefix, sys.prefix, *[p for p in sys.path if p]]
     try:
-        isolation.expose_python(paths)
+        isolation.expose_python(_interpreter_paths())
     except OSError as exc:
         STATE["no_uid_drop"] = f"interpreter not readable by an unprivileged uid and not exposable ({exc})"
 
 
-def setup(namespaces: bool) -> None:
-    """Once per worker: network namespace, interpreter exposure, subreaper, preloaded modules."""
+def _private_mounts() -> None:
+    """The worker's own mount namespace: empty temporary folders, a tmpfs for the samples' folders, and the
+    interpreter exposed to the sample uid. Without it samples stay root (and the isolation report says so)."""
+    try:
+        isolation.private_mounts()
+        covered = isolation.cover_temporary(_interpreter_paths())
+        STATE["scratch"] = isolation.mount_scratch()
+    except OSError as exc:
+        STATE["no_uid_drop"] = f"no private mount namespace ({exc})"
+        return
+    _expose_interpreter()
+    # What the covered folders hold before any sample ran (the scratch mount point, interpreter folders bound
+    # back): all the rest is a sample's, removed after it (see _empty_temporary).
+    STATE["temporary"] = {folder: (os.stat(folder).st_size, frozenset(os.listdir(folder))) for folder in covered}
+
+
+def _hide_sandbox_modules() -> None:
+    """Make the harness, this worker and isolation unreachable by `import` in a sample: out of sys.modules (our
+    own references to them stay), and their folder out of sys.path. A sample that imported `harness` could
+    otherwise patch how its own verdict is made (see the harness docstring)."""
+    own = (harness, isolation, sys.modules[__name__])
+    for name in [name for name, module in sys.modules.items() if any(module is mine for mine in own)]:
+        del sys.modules[name]
+    folder = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [path for path in sys.path if os.path.abspath(path) != folder]
+
+
+def setup(namespaces: bool, scratch: str) -> None:
+    """Once per worker: namespaces, private mounts, subreaper, environment, preloaded modules.
+
+    `scratch` is the folder the scorer made for this worker's samples (it removes it with the worker, even a
+    killed one); used only where the worker gets no private tmpfs for them.
+    """
     STATE["namespaces"] = namespaces
+    STATE["scratch"] = scratch
     if namespaces:
         STATE["network_namespace"] = isolation.enter_network_namespace()
         if os.geteuid() == 0:
-            try:
-                isolation.private_mounts()
-                STATE["scratch"] = isolation.mount_scratch()
-            except OSError as exc:
-                STATE["no_uid_drop"] = f"no private mount namespace ({exc})"
-            else:
-                _expose_interpreter()
+            isolation.claim_uid()  # first: its locks are in the machine's /tmp, which _private_mounts covers
+            _private_mounts()
     elif os.geteuid() == 0 and any(isolation._closed_ancestor(p) for p in (sys.base_prefix, sys.prefix)):
         STATE["no_uid_drop"] = "interpreter not readable by an unprivileged uid without a mount namespace"
     if namespaces:
         STATE["pid_namespace"] = isolation.become_pid_namespace_init()
-    if STATE["scratch"] != "/tmp":
-        # The worker's own tmpfs, seen by no one else: every sample can get the same folder path (created fresh
-        # for it, removed after it), so its environment is set once here rather than in every child.
-        STATE["workdir"] = f"{STATE['scratch']}/sample"
+    if STATE["scratch"] == scratch:
+        os.chmod(scratch, 0o711)  # the sample uid reaches its own folder in it, and nothing else
+    # A folder of this worker's alone: every sample can get the same folder path (created fresh for it, removed
+    # after it), so its environment is set once here rather than in every child.
+    STATE["workdir"] = f"{STATE['scratch']}/sample"
     # Exactly the safe environment, once: samples only add their folder (HOME, TMPDIR) to it.
-    isolation.scrub_environment(STATE["workdir"] or "/nonexistent")
-    # Orphans of a sample are re-parented to us (not to init), so we can reap them.
+    isolation.scrub_environment(STATE["workdir"])
+    # Orphans of a sample are re-parented to us (not to init), so we can kill and reap them.
     isolation.become_subreaper()
     isolation.no_new_privileges()
     STATE["isolation"] = _isolation()
     STATE["isolation_report"] = STATE["isolation"].to_dict()
+    _hide_sandbox_modules()
     for name in PRELOADED:
         __import__(name)
     import gc
@@ -392,7 +490,7 @@ def main() -> None:
             os.sched_setaffinity(0, {int(argv[2])})  # before anything is forked: samples inherit it
         except OSError:
             pass  # the core is no longer ours: float like any process
-    setup(os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1")
+    setup(os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1", os.environ["PROMPTYARD_SANDBOX_SCRATCH"])
     while (job := read_frame(jobs)) is not None:
         try:
             result = run_job(job)
