@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import httpx
@@ -222,3 +223,20 @@ def test_experiments(library):
     results = api.experiment_results("greet-ab")
     assert [arm["version"] for arm in results["arms"]] == [1, 2]
     assert results["winner"] is None
+
+
+def test_list_and_register_datasets(api):
+    task = {"task_id": "t/1", "prompt": "Write one().", "entry_point": "one", "test_list": ["assert one() == 1"]}
+    before = {d["name"]: d for d in api.list_datasets()["items"]}
+    assert before["humaneval"]["tasks"] == 164 and "mine" not in before
+    registered = api.register_dataset("mine", json.dumps(task) + "\n")
+    assert (registered["name"], registered["kind"], registered["tasks"]) == ("mine", "custom", 1)
+    assert registered in api.list_datasets()["items"]
+    with pytest.raises(PromptyardAPIError) as caught:
+        api.register_dataset("mine", json.dumps(task) + "\n")
+    assert (caught.value.status, caught.value.code) == (409, "dataset_exists")
+    with pytest.raises(PromptyardAPIError) as caught:
+        api.register_dataset("other", json.dumps({**task, "entry_point": None}) + "\n")
+    assert caught.value.status == 422
+    assert (caught.value.details["line"], caught.value.details["field"]) == (1, "entry_point")
+    assert [d["name"] for d in api.list_datasets()["items"]] == ["humaneval", "mbpp", "mbpp-full", "mine"]

@@ -402,3 +402,11 @@ class PromptyardClient:
     def compare_evals(self, a: int, b: int) -> dict:
         """Per-task differences between two runs and a paired significance test."""
         return self._json("GET", "/api/v1/evals/compare", params={"a": a, "b": b})
+
+    def list_datasets(self) -> dict:
+        """Datasets a run can use: `name`, `kind` (builtin, custom), `tasks` (None if unknown), `description`."""
+        return self._json("GET", "/api/v1/evals/datasets")
+
+    def register_dataset(self, name: str, jsonl: str) -> dict:
+        """Register JSONL text (one task per line, as `promptyard eval register-dataset` reads) as dataset `name`."""
+        return self._json("POST", "/api/v1/evals/datasets", json_body={"name": name, "jsonl": jsonl})
