@@ -126,6 +126,10 @@ def test_versions_endpoints(client):
     error(client.post(f"{BASE}/greet/versions", json={"template": "{{ x"}), 422)
     error(client.post(f"{BASE}/greet/versions", json={"template": "x", "extra": 1}), 422)
     error(client.post(f"{BASE}/greet/versions", json={"template": "x", "params": []}), 422)
+    # Generation params are checked when saved, not first when a run uses them; other settings are kept as given.
+    for bad in ({"temperature": "0.2"}, {"max_new_tokens": 0}, {"do_sample": "yes"}, {"stop": "\n"}):
+        body = error(client.post(f"{BASE}/greet/versions", json={"template": "x", "params": bad}), 422)
+        assert body["details"]["param"] == next(iter(bad))
     error(client.post(f"{BASE}/greet/versions", data="nope", content_type="application/json"), 400)
     assert snapshot(client) == before
 

@@ -110,7 +110,8 @@ version_docs = st.builds(
     },
     words.filter(lambda s: "{" not in s and "}" not in s and "%" not in s and "#" not in s),
     st.lists(variable_names, unique=True, max_size=3),
-    st.dictionaries(st.sampled_from(["temperature", "max_new_tokens", "top_p"]), st.integers(0, 512), max_size=2),
+    st.fixed_dictionaries({}, optional={"temperature": st.integers(0, 5), "max_new_tokens": st.integers(1, 512),
+                                        "top_p": st.floats(0.01, 1.0)}),
     words,
 )
 prompt_docs = st.fixed_dictionaries(

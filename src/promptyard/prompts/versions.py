@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from promptyard.db import db, utcnow
 from promptyard.db.models import PromptVersion
 from promptyard.errors import Conflict, Unprocessable
+from promptyard.plugins.base import GenerationParams, validate_params
 from promptyard.prompts.library import get_prompt, get_version, latest_version, require_active
 from promptyard.prompts.templates import validate_template
 
@@ -22,7 +23,10 @@ MAX_ATTEMPTS = 30
 
 
 def check_params(params: Any) -> dict[str, Any]:
-    """Default generation parameters: a JSON object."""
+    """Default generation parameters: a JSON object; the generation params in it are checked as a run would.
+
+    A version may keep other settings beside them (a default model, say), which are left as they are.
+    """
     if params is None:
         return {}
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
@@ -31,6 +35,7 @@ def check_params(params: Any) -> dict[str, Any]:
         json.dumps(params)
     except (TypeError, ValueError):
         raise Unprocessable("'params' must hold JSON values only.", code="invalid_params") from None
+    validate_params({name: value for name, value in params.items() if name in GenerationParams.model_fields})
     return params
 
 
