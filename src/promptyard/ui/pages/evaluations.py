@@ -1,7 +1,11 @@
-"""Evaluations: start HumanEval/MBPP runs, watch progress, pass@k, per-task drill-down, compare two runs."""
+"""Evaluations: start runs on any dataset the API offers, watch each phase's progress, pass@k, per-task
+drill-down, compare two runs."""
 
 from __future__ import annotations
 
+import re
+
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -19,15 +23,32 @@ runs = items(runs_page)
 
 shown = section(["Runs", "Start a run", "Compare two runs"], "eval_section")
 
+
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def dataset_label(dataset: dict) -> str:
+    """`humaneval · 164 tasks`, `mine (custom) · 12 tasks`; MBPP's size is only known once loaded from the hub."""
+    kind = " (custom)" if dataset.get("kind") == "custom" else ""
+    size = "size known once loaded" if dataset.get("tasks") is None else counted(dataset["tasks"], "task")
+    return f"{dataset['name']}{kind} · {size}"
+
+
 if shown == "Start a run":
     models = model_names(api)
     if not models:
         st.info("Register a model on the Models page first.")
     else:
         prompts = ["(none: the dataset's own prompt)", *prompt_names(api)]
+        datasets = {d["name"]: d for d in items(load(api.list_datasets))}
         with st.form("start_eval"):
             cols = st.columns(3)
-            dataset = cols[0].selectbox("Dataset", ["humaneval", "mbpp"])
+            dataset = cols[0].selectbox(
+                "Dataset", list(datasets), format_func=lambda name: dataset_label(datasets[name]),
+                help="\n\n".join(f"**{name}**: {d.get('description') or ''}" for name, d in datasets.items())
+                + "\n\nRegister your own with `promptyard eval register-dataset` or POST /api/v1/evals/datasets.",
+            )
             model = cols[1].selectbox("Model", models)
             prompt = cols[2].selectbox("Prompt", prompts)
             cols = st.columns(4)
@@ -53,12 +74,26 @@ if shown == "Start a run":
                         st.rerun()
 
 
+def natural_order(task_id: str) -> list:
+    """HumanEval/2 before HumanEval/10: digit runs compare as numbers (they sit at the odd places of the split)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", task_id)]
+
+
+def per_task_view(per_task: dict) -> None:
+    """One row per task of a finished run: its samples, how many passed, and its pass@k (pass@1 always)."""
+    if not per_task:
+        return
+    st.markdown("**Per task**")
+    rows = [{"task": task, **per_task[task]} for task in sorted(per_task, key=natural_order)]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def samples_view(run_id: int) -> None:
     samples = items(load(api.eval_samples, run_id, limit=500))
     if not samples:
         st.caption("No samples recorded.")
         return
-    st.markdown("**Per task**")
+    st.markdown("**Samples**")
     table = pd.DataFrame([{"task": s.get("task_id"), "sample": s.get("sample_index"), "passed": s.get("passed"),
                            "verdict": s.get("verdict"), "result": s.get("result")} for s in samples])
     st.dataframe(table, hide_index=True, width="stretch")
@@ -94,18 +129,45 @@ def comparison_view(comparison: dict) -> None:
         st.caption("No task differs between the two runs.")
 
 
-def progress_fraction(run: dict) -> float:
-    """The run's progress between 0 and 1, whether the API gives a fraction, a percentage or done/total."""
-    progress = run.get("progress") or 0
-    if isinstance(progress, dict):
-        done, total = progress.get("done") or progress.get("completed") or 0, progress.get("total") or 0
-        fraction = done / total if total else 0.0
-    else:
-        fraction = float(progress)
-        fraction = fraction / 100 if fraction > 1 else fraction
-    if run.get("status") in FINISHED and run.get("status") != "failed":
-        fraction = 1.0
-    return min(max(fraction, 0.0), 1.0)
+def share(count: int, total: int) -> float:
+    return min(max(count / total, 0.0), 1.0) if total else 0.0
+
+
+def progress_view(run: dict) -> None:
+    """The phase, then one bar for the samples generated and one for those executed: generation is the long
+    part, and the executed bar alone would sit at 0% through it."""
+    progress = run.get("progress") or {}
+    total, generated, executed = progress.get("total") or 0, progress.get("generated") or 0, progress.get("done") or 0
+    phase = progress.get("phase") or "unknown"
+    where = f"stopped while {phase}" if run.get("status") == "failed" else f"phase: {phase}"
+    st.markdown(f"**{run.get('status')}** · {where}")
+    st.progress(share(generated, total), text=f"Generated {generated}/{total} samples")
+    st.progress(share(executed, total), text=f"Executed {executed}/{total} samples")
+
+
+def isolation_view(isolation: dict) -> None:
+    """How the sandbox was isolated for this run's samples (several levels if they differed), and what it lacked."""
+    levels = isolation.get("levels") or {}
+    if not levels:
+        st.caption("Sandbox isolation: reported once samples have run.")
+        return
+    described = ", ".join(f"{level} ({counted(count, 'sample')})" for level, count in levels.items())
+    notes = (isolation.get("example") or {}).get("notes") or []
+    st.caption(f"Sandbox isolation: {described}." + (f" Missing: {'; '.join(notes)}" if notes else ""))
+
+
+def pass_at_k_view(pass_at_k: dict) -> None:
+    """The numbers and, beside them, a bar per k (the Dashboard's chart style)."""
+    st.markdown("**pass@k**")
+    frame = pd.DataFrame([{"k": k, "pass rate": v} for k, v in pass_at_k.items()])
+    chart = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("k:N", title="k", sort=None),
+        y=alt.Y("pass rate:Q", title="pass rate", scale=alt.Scale(domain=[0, 1])),
+        tooltip=["k", "pass rate"],
+    ).properties(title="pass@k", height=220)
+    cols = st.columns([1, 2])
+    cols[0].dataframe(frame, hide_index=True)
+    cols[1].altair_chart(chart, width="stretch")
 
 
 def run_label(run: dict) -> str:
@@ -130,15 +192,14 @@ if shown == "Runs":
         @st.fragment(run_every=3)
         def run_view() -> None:
             run = load(api.get_eval, run_id)
-            fraction = progress_fraction(run)
-            st.progress(fraction, text=f"{run.get('status')} · {fraction:.0%} done")
+            progress_view(run)
+            isolation_view(run.get("isolation") or {})
             if run.get("error"):
                 st.error(f"The run failed: {run['error']}")
-            pass_at_k = run.get("pass_at_k") or {}
-            if pass_at_k:
-                st.markdown("**pass@k**")
-                st.dataframe(pd.DataFrame([{"k": k, "pass rate": v} for k, v in pass_at_k.items()]), hide_index=True)
+            if run.get("pass_at_k"):
+                pass_at_k_view(run["pass_at_k"])
             if run.get("status") in FINISHED:
+                per_task_view(run.get("per_task") or {})
                 samples_view(run_id)
 
         run_view()
