@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import socket
@@ -110,6 +111,7 @@ def test_isolation_is_reported(sandbox):
         assert result.isolation["level"] == "namespaces+uid"
         assert result.isolation["uid"] >= BASE_UID
         assert result.isolation["private_tmp"] is True and result.isolation["notes"] == []
+        assert result.isolation["ipc_namespace"] is True
 
 
 def test_runs_and_says_so_without_namespaces():
@@ -118,6 +120,7 @@ def test_runs_and_says_so_without_namespaces():
         loop = box.run(Program("while True:\n    pass\n", "assert True\n"))
     assert ok.verdict == "passed"
     assert not ok.isolation["pid_namespace"] and not ok.isolation["net_namespace"]
+    assert not ok.isolation["ipc_namespace"]
     assert ok.isolation["level"] in ("uid", "rlimits-only")
     assert "namespaces disabled by configuration" in ok.isolation["notes"]
     assert loop.verdict == "timeout"
@@ -198,6 +201,27 @@ def test_temporary_folders_are_left_as_they_were(box):
             for leftover in (path, path + ".link"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover)
+
+
+def system_v_segments() -> set[int]:
+    """Keys of the machine's System V shared memory segments."""
+    with open("/proc/sysvipc/shm") as table:
+        return {int(line.split()[0]) for line in list(table)[1:]}
+
+
+def test_shared_memory_does_not_outlive_the_sample(box):
+    key = 0x5A000000 + uuid.uuid4().int % 0xFFFFFF
+    program = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+               f"assert libc.shmget({key}, 4096, 0o1600) >= 0, ctypes.get_errno()\n")  # IPC_CREAT | 0600
+    result = run(box, program)
+    assert result.verdict == "passed", result.detail
+    if not result.isolation["ipc_namespace"]:
+        # Without an IPC namespace the segment is the machine's; the report says the sample had no namespace.
+        assert key in system_v_segments()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.shmctl(libc.shmget(key, 0, 0), 0, None)  # IPC_RMID
+        return
+    assert key not in system_v_segments()
 
 
 def test_no_network_to_a_local_server(box):

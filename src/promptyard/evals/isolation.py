@@ -8,6 +8,7 @@ import resource
 
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -61,9 +62,12 @@ class Isolation:
     """What a sandbox child actually got; reported in every run's metadata."""
 
     def __init__(self, pid_namespace: bool = False, net_namespace: bool = False, uid: int | None = None,
-                 rlimits: bool = True, private_tmp: bool = False, notes: list[str] | None = None) -> None:
+                 rlimits: bool = True, private_tmp: bool = False, ipc_namespace: bool = False,
+                 notes: list[str] | None = None) -> None:
         self.pid_namespace = pid_namespace
         self.net_namespace = net_namespace
+        # System V and POSIX IPC objects (shared memory, semaphores, queues) die with the worker's namespace.
+        self.ipc_namespace = ipc_namespace
         self.uid = uid
         self.rlimits = rlimits
         # /tmp, /var/tmp and /dev/shm are the worker's own and emptied after every sample (see cover_temporary).
@@ -85,6 +89,7 @@ class Isolation:
             "level": self.level,
             "pid_namespace": self.pid_namespace,
             "net_namespace": self.net_namespace,
+            "ipc_namespace": self.ipc_namespace,
             "uid": self.uid,
             "rlimits": self.rlimits,
             "private_tmp": self.private_tmp,
@@ -103,6 +108,12 @@ def enter_network_namespace() -> bool:
     Done once per worker rather than per sample, because creating a network namespace costs milliseconds.
     """
     return unshare(CLONE_NEWNET)
+
+
+def enter_ipc_namespace() -> bool:
+    """Give the calling worker its own IPC namespace: a sample's System V or POSIX IPC objects (which outlive
+    processes) stay inside it and are destroyed with the worker, never left on the machine."""
+    return unshare(CLONE_NEWIPC)
 
 
 def become_pid_namespace_init() -> bool:

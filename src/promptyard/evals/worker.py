@@ -25,8 +25,8 @@ else:
 PRELOADED = ("typing", "re", "math", "collections", "itertools", "functools", "heapq", "bisect", "string")
 
 # Worker-wide facts, set once in main().
-STATE = {"network_namespace": False, "pid_namespace": False, "no_uid_drop": None, "namespaces": True,
-         "scratch": None, "isolation": None, "isolation_report": None, "workdir": None, "temporary": {}}
+STATE = {"network_namespace": False, "ipc_namespace": False, "pid_namespace": False, "no_uid_drop": None,
+         "namespaces": True, "scratch": None, "isolation": None, "isolation_report": None, "workdir": None, "temporary": {}}
 
 _SIGNAL_VERDICTS = {signal.SIGXCPU: "timeout", signal.SIGXFSZ: "crashed"}
 _REPORTED_VERDICTS = ("failed", "error", "memory")
@@ -110,7 +110,8 @@ def _sample(job: dict, nonce: bytearray, workdir: str, fds: dict, info: isolatio
 
 def _isolation() -> isolation.Isolation:
     """What every sample of this worker gets (decided once, in setup)."""
-    info = isolation.Isolation(net_namespace=STATE["network_namespace"], pid_namespace=STATE["pid_namespace"])
+    info = isolation.Isolation(net_namespace=STATE["network_namespace"], pid_namespace=STATE["pid_namespace"],
+                               ipc_namespace=STATE["ipc_namespace"])
     if os.geteuid() == 0 and STATE["no_uid_drop"] is None:
         info.uid = isolation.claim_uid()
     elif STATE["no_uid_drop"]:
@@ -122,6 +123,8 @@ def _isolation() -> isolation.Isolation:
         info.notes.append("namespaces disabled by configuration")
     elif not STATE["pid_namespace"]:
         info.notes.append("no PID namespace (unshare refused); strays are killed by the worker, their subreaper")
+    if STATE["namespaces"] and not STATE["ipc_namespace"]:
+        info.notes.append("no IPC namespace (unshare refused): shared memory or queues a sample creates outlive it")
     info.private_tmp = bool(STATE["temporary"])
     if not info.private_tmp:
         info.notes.append("no private /tmp: files a sample leaves in /tmp, /var/tmp or /dev/shm outlive it")
@@ -428,6 +431,7 @@ def setup(namespaces: bool, scratch: str) -> None:
     STATE["scratch"] = scratch
     if namespaces:
         STATE["network_namespace"] = isolation.enter_network_namespace()
+        STATE["ipc_namespace"] = isolation.enter_ipc_namespace()
         if os.geteuid() == 0:
             isolation.claim_uid()  # first: its locks are in the machine's /tmp, which _private_mounts covers
             _private_mounts()
