@@ -105,6 +105,7 @@ def test_a_name_taken_while_validating_is_409_and_leaves_no_partial_file(app):
         ({"name": "m", "jsonl": jsonl("[1, 2]")}, "invalid_dataset", 1, None),
         ({"name": "m", "jsonl": jsonl({**ADD, "task_id": 7})}, "invalid_dataset", 1, "task_id"),
         ({"name": "m", "jsonl": jsonl({**ADD, "tests": "assert f() =="})}, "invalid_dataset", 1, "tests"),
+        ({"name": "m", "jsonl": jsonl({**ADD, "tests": ["assert 1"]})}, "invalid_dataset", 1, "tests"),
         ({"name": "m", "jsonl": jsonl({**DOUBLE, "test_list": "assert 1"})}, "invalid_dataset", 1, "test_list"),
         ({"name": "m", "jsonl": jsonl({**ADD, "canonical_solution": 5})}, "invalid_dataset", 1, "canonical_solution"),
         ({"name": "m", "jsonl": jsonl(ADD, ADD)}, "invalid_dataset", 2, "task_id"),
@@ -174,12 +175,16 @@ def test_registering_needs_the_editor_role(app, client):
     assert accepted.status_code == 201
 
 
-def test_a_registered_file_damaged_later_is_listed_with_the_reason(app, client):
+def test_files_put_in_the_folder_by_hand_are_listed_as_they_load(app, client):
     folder = datasets.custom_dir(app.config["PROMPTYARD_HOME"])
     folder.mkdir(parents=True)
     (folder / "edited.jsonl").write_text(jsonl(ADD, {"task_id": "t/2"}))
     (folder / "binary.jsonl").write_bytes(b"\xff\xfe\x00")
+    # A run naming humaneval gets the built-in set, whatever file has that name: the listing says so too.
+    (folder / "humaneval.jsonl").write_text(jsonl(ADD))
     found = listed(client)
+    assert (found["humaneval"]["kind"], found["humaneval"]["tasks"]) == ("builtin", 164)
+    assert sorted(found) == ["binary", "edited", "humaneval", "mbpp", "mbpp-full"]
     assert (found["edited"]["kind"], found["edited"]["tasks"]) == ("custom", None)
     assert "line 2: missing field 'prompt'" in found["edited"]["description"]
     assert found["binary"]["tasks"] is None and "no longer reads" in found["binary"]["description"]
