@@ -117,11 +117,13 @@ def test_score_mbpp_from_a_local_file(tmp_path, mbpp_path):
         ("", "holds no samples"),
         ('{"task_id": "HumanEval/0"}\n', "line 1: missing 'completion'"),
         ('["HumanEval/0"]\n', "line 1: expected a JSON object"),
+        ('{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": "HumanEval/0", "completion": "caf\xe9"}\n'
+         .encode("latin-1"), "line 2: not UTF-8 text"),
     ],
 )
 def test_bad_sample_files_exit_2_and_write_nothing(tmp_path, content, message):
     samples = tmp_path / "samples.jsonl"
-    samples.write_text(content)
+    samples.write_bytes(content) if isinstance(content, bytes) else samples.write_text(content)
     result = score(samples, "--dataset", "humaneval")
     assert result.exit_code == 2
     assert message in result.output
@@ -135,6 +137,10 @@ def test_bad_dataset_file_and_options(tmp_path):
     result = score(samples, "--dataset", "mbpp", "--dataset-path", broken)
     assert result.exit_code == 2 and "line 1: missing field 'test_list'" in result.output
     assert score(samples, "--dataset", "mbpp", "--dataset-path", tmp_path / "absent.jsonl").exit_code == 2
+    not_gzip = tmp_path / "mbpp.jsonl.gz"
+    not_gzip.write_text("plain text, not gzip\n")
+    unreadable = score(samples, "--dataset", "mbpp", "--dataset-path", not_gzip)
+    assert unreadable.exit_code == 2 and "cannot be read" in unreadable.output
     assert score(samples, "--dataset", "humaneval", "--k", "0").exit_code == 2
     assert score(samples, "--dataset", "nope").exit_code == 2
     assert not (tmp_path / "s.jsonl_results.jsonl").exists()

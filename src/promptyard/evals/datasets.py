@@ -98,12 +98,22 @@ def read_jsonl(path: Path | str, *, kind: str = "dataset") -> Iterable[tuple[int
         raise NotFound(f"{kind.capitalize()} file {path} does not exist.", code=missing_code,
                        details={"path": str(path)})
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        yield from _jsonl_rows(handle, path, f"invalid_{kind}")
+    try:
+        with opener(path, "rb") as handle:
+            yield from _jsonl_rows(handle, path, f"invalid_{kind}")
+    except (OSError, EOFError) as exc:  # unreadable, or a .gz that is not gzip
+        raise Unprocessable(f"{kind.capitalize()} file {path} cannot be read: {exc}.", code=f"invalid_{kind}",
+                            details={"path": str(path)}) from None
 
 
-def _jsonl_rows(lines: Iterable[str], source: Path | str, code: str) -> Iterable[tuple[int, dict]]:
+def _jsonl_rows(lines: Iterable[str | bytes], source: Path | str, code: str) -> Iterable[tuple[int, dict]]:
+    """Lines as text or bytes (bytes are decoded one line at a time, so an encoding error names its line)."""
     for number, text in enumerate(lines, start=1):
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _bad(source, number, "not UTF-8 text.", code) from None
         if not text.strip():
             continue
         try:
