@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -34,18 +35,32 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
     return response
 
 
+# Parts of a pydantic error location that name a member of a union type ("cache.bool",
+# "cache.literal['always']"), not a field: a client should see the field alone.
+_UNION_MEMBER_TAG = re.compile(r"^(bool|int|float|str|bytes|none|list|dict|function-.*|[A-Z].*|.*\[.*)$")
+
+
+def _field(location: tuple) -> str:
+    parts = [str(part) for part in location
+             if part not in ("body", "query", "path") and not (isinstance(part, str) and _UNION_MEMBER_TAG.match(part))]
+    return ".".join(parts) or "(body)"
+
+
 def describe_validation_errors(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """Turn pydantic errors into one readable sentence and a list of {field, problem}."""
-    problems = []
+    """Turn pydantic errors into one readable sentence and a list of {field, problem} (one entry per field: the
+    problems of a union's members are joined with "or")."""
+    by_field: dict[str, list[str]] = {}
     for err in errors:
-        location = ".".join(str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path"))
         if err.get("type") == "extra_forbidden":
             problem = "is not a known field"
         elif err.get("type") == "missing":
             problem = "is required"
         else:
             problem = err.get("msg", "is invalid")
-        problems.append({"field": location or "(body)", "problem": problem})
+        found = by_field.setdefault(_field(err.get("loc", ())), [])
+        if problem not in found:
+            found.append(problem)
+    problems = [{"field": field, "problem": " or ".join(found)} for field, found in by_field.items()]
     sentence = "; ".join(f"'{p['field']}' {p['problem']}" for p in problems[:5])
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     return f"The request is invalid: {sentence}{more}.", problems

@@ -7,9 +7,10 @@ from typing import Literal
 
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from promptyard.api.auth import require_role
+from promptyard.api.bodies import Body
 from promptyard.evals import datasets, runs
 
 api = APIBlueprint(
@@ -17,8 +18,7 @@ api = APIBlueprint(
 )
 
 
-class EvalCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EvalCreate(Body):
     dataset: str = Field(
         min_length=1, max_length=100, description="humaneval, mbpp (sanitized), mbpp-full, or a registered dataset."
     )
@@ -34,8 +34,7 @@ class EvalCreate(BaseModel):
     timeout: float = Field(3.0, gt=0, le=60, description="Seconds per sample in the sandbox.")
 
 
-class DatasetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class DatasetCreate(Body):
     name: str = Field(max_length=100, description="Lowercase letters, digits, '-', '_' or '.'; not a built-in name.")
     jsonl: str = Field(
         description="The tasks as JSONL text, one JSON object per line, exactly what "

@@ -11,6 +11,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api.auth import require_role
+from promptyard.api.bodies import Body
 from promptyard.execution import analytics as analytics_service
 from promptyard.execution import feedback as feedback_service
 from promptyard.execution import history
@@ -21,16 +22,12 @@ api = APIBlueprint(
 )
 
 
-# Request bodies are strict: a value of the wrong type ("1" for a number, 1 or "yes" for a boolean) is a 422,
-# never converted; query strings (the list filters) are text by nature and stay lax.
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ChatMessage(Body):
     role: Literal["system", "user", "assistant", "tool"]
     content: str
 
 
-class ExecutionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ExecutionCreate(Body):
     model: str = Field(description="A registered model's name.")
     prompt: str | None = Field(None, description="A library prompt to run (else give `input`).")
     version: int | None = Field(None, ge=1, description="Prompt version number (default: latest).")
@@ -79,8 +76,7 @@ class ExecutionPath(BaseModel):
     execution_id: int
 
 
-class FeedbackCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class FeedbackCreate(Body):
     rating: int = Field(ge=1, le=5, description="1 (bad) to 5 (good).")
     comment: str = Field("", max_length=feedback_service.MAX_COMMENT)
 

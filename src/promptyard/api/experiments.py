@@ -7,6 +7,7 @@ from typing import Literal
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptyard.api.bodies import Body
 from promptyard.prompts import experiments
 
 api = APIBlueprint(
@@ -20,14 +21,12 @@ api = APIBlueprint(
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 
-class ArmBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ArmBody(Body):
     version: int = Field(ge=1, description="A version number of the experiment's prompt.")
     weight: float = Field(1.0, description="Relative share of subjects (not negative; weights may not all be 0).")
 
 
-class ExperimentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExperimentCreate(Body):
     name: str = Field(pattern=NAME_PATTERN, description="Unique experiment name.")
     prompt: str = Field(min_length=1, max_length=100, description="Name of the prompt whose versions compete.")
     arms: list[ArmBody] = Field(description="At least two arms, each a distinct version with a weight.")

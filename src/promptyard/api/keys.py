@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Literal
 
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from promptyard import keys
 from promptyard.api.auth import require_role
+from promptyard.api.bodies import Body
 
 api = APIBlueprint(
     "keys", __name__, url_prefix="/api/v1/keys", abp_tags=[Tag(name="keys")], abp_security=[{"bearer": []}]
 )
 
 
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KeyCreate(Body):
     role: Literal["viewer", "editor", "admin"] = Field(description="What the key may do.")
     name: str = Field("", max_length=100, description="A label to recognise the key by.")
 

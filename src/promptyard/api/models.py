@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
+from pydantic import BaseModel, Field, NonNegativeFloat
 
 from promptyard.api.auth import require_role
+from promptyard.api.bodies import Body
 from promptyard.models import pulls, service
 from promptyard.plugins.registry import get_registry
 
@@ -17,15 +18,13 @@ api = APIBlueprint("models", __name__, url_prefix="/api/v1", abp_tags=[Tag(name=
                    abp_security=[{"bearer": []}])
 
 
-class Pricing(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Pricing(Body):
     input_per_1k: NonNegativeFloat | None = Field(None, description="Price per 1K input tokens (API backends).")
     output_per_1k: NonNegativeFloat | None = Field(None, description="Price per 1K output tokens (API backends).")
     gpu_hour: NonNegativeFloat | None = Field(None, description="Price per GPU-hour of generation (self-hosted).")
 
 
-class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelCreate(Body):
     name: str = Field(pattern=NAME_PATTERN, description="Unique name, like a prompt name.")
     plugin: str = Field(min_length=1, max_length=100, description="Installed plugin that runs it (see /plugins).")
     source: str = Field(min_length=1, max_length=500, description="Hub id, local folder or base URL.")

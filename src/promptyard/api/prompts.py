@@ -9,6 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api.auth import current_caller
+from promptyard.api.bodies import Body
 from promptyard.errors import Unprocessable
 from promptyard.prompts import labels, library, transfer, versions
 from promptyard.prompts.templates import render_version
@@ -20,8 +21,7 @@ api = APIBlueprint(
 YAML_TYPES = ("application/x-yaml", "application/yaml", "text/yaml", "text/x-yaml")
 
 
-class Variable(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Variable(Body):
     name: str = Field(description="The name the template reads.")
     type: Literal["string", "integer", "number", "boolean", "list"] = "string"
     required: bool = True
@@ -29,8 +29,7 @@ class Variable(BaseModel):
     description: str = ""
 
 
-class PromptCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PromptCreate(Body):
     name: str = Field(description="Unique name, [a-z0-9][a-z0-9._-]{0,99}.")
     template: str = Field(description="Jinja2 template text.")
     description: str = ""
@@ -43,28 +42,24 @@ class PromptCreate(BaseModel):
     message: str = ""
 
 
-class PromptUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PromptUpdate(Body):
     description: str | None = None
     tags: list[str] | None = None
     task_type: str | None = Field(None, max_length=50)
 
 
-class VersionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class VersionCreate(Body):
     template: str
     variables: list[Variable] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     message: str = ""
 
 
-class LabelSet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LabelSet(Body):
     version: int = Field(ge=1)
 
 
-class RenderBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RenderBody(Body):
     variables: dict[str, Any] = Field(default_factory=dict)
     version: int | None = Field(None, ge=1)
     label: str | None = None
