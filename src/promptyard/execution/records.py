@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import make_transient_to_detached
 
 from promptyard.db import db, utcnow
@@ -37,14 +37,17 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Built once: building a statement costs more than SQLite takes to run it. Core statements, not the ORM's unit of
+# work (a third of the time); the rows handed back are attached as if loaded (see _attached).
+_TABLE = Execution.__table__
+_INSERT_RETURNING_ID = insert(_TABLE).returning(_TABLE.c.id)
+_FINISH_RETURNING_ROW = update(_TABLE).where(_TABLE.c.id == bindparam("finished_id")).returning(*_TABLE.c)
+
+
 def start_record(**values: Any) -> int:
     """Insert a `running` row and commit at once, so no transaction stays open while the model generates."""
-    row = Execution(status="running", **values)
-    db.session.add(row)
-    db.session.flush()
-    execution_id = row.id  # read before the commit, which would expire it (reading it after costs a SELECT)
-    # Forget the row: touching it later would begin a new transaction in the middle of generation.
-    db.session.expunge(row)
+    values = _UNSET | values | {"status": "running", "created_at": utcnow()}
+    execution_id = db.session.execute(_INSERT_RETURNING_ID, values).scalar_one()
     db.session.commit()
     return execution_id
 
@@ -58,39 +61,25 @@ def finish_record(execution_id: int, outcome: Outcome) -> Execution:
                   finish_reason=outcome.finish_reason, latency_ms=outcome.latency_ms, tokens_in=outcome.tokens_in,
                   tokens_out=outcome.tokens_out, cost=outcome.cost, finished_at=utcnow(), **outcome.extra)
     # One UPDATE ... RETURNING writes the outcome and hands back the whole row (no SELECT before or after).
-    statement = update(Execution).where(Execution.id == execution_id).values(**values).returning(Execution)
-    row = db.session.scalars(statement, execution_options={"synchronize_session": False}).one()
-    return _commit_keeping_values(row)
-
-
-# Built once: a cache hit's whole database work is this INSERT and the hit counter's UPDATE.
-_INSERT_RETURNING_ID = insert(Execution.__table__).returning(Execution.__table__.c.id)
+    row = db.session.execute(_FINISH_RETURNING_ROW, {"finished_id": execution_id, **values}).one()
+    db.session.commit()
+    return _attached(row._asdict())
 
 
 def record_complete(**values: Any) -> Execution:
-    """Insert an execution that is already finished (a cache hit) and commit it with the session's other writes.
-
-    A Core INSERT ... RETURNING id rather than the ORM's unit of work (a third of the time); the row handed back is
-    then attached as if loaded, so its relationships still load and nothing reads it again.
-    """
+    """Insert an execution that is already finished (a cache hit) and commit it with the session's other writes."""
     now = utcnow()
     values = _UNSET | values
     values.update(created_at=now, finished_at=now)
     execution_id = db.session.execute(_INSERT_RETURNING_ID, values).scalar_one()
     db.session.commit()
-    row = Execution(id=execution_id, **values)
+    return _attached({"id": execution_id, **values})
+
+
+def _attached(values: dict[str, Any]) -> Execution:
+    """The row with these values, in the session as if loaded: its relationships still load and nothing reads
+    it again."""
+    row = Execution(**values)
     make_transient_to_detached(row)
-    db.session.add(row)
-    return row
-
-
-def _commit_keeping_values(row: Execution) -> Execution:
-    """Commit without expiring `row` (commit would, and reading it again would cost a SELECT).
-
-    The row sits outside the session during the commit, then goes back in, so relationships still load.
-    """
-    db.session.flush()
-    db.session.expunge(row)
-    db.session.commit()
     db.session.add(row)
     return row
