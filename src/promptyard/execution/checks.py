@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Row
+
 from promptyard.db.models import ModelConfig
 from promptyard.errors import Unprocessable
 from promptyard.execution.resolve import ResolvedPrompt
@@ -52,7 +54,7 @@ def check_input(value: Any) -> None:
             )
 
 
-def merge_params(model: ModelConfig, resolved: ResolvedPrompt | None, requested: dict[str, Any]) -> GenerationParams:
+def merge_params(model: ModelConfig | Row, resolved: ResolvedPrompt | None, requested: dict[str, Any]) -> GenerationParams:
     """Model defaults < prompt version params < request params; the request's are checked strictly (422)."""
     known = GenerationParams.model_fields
     merged = {k: v for k, v in (model.params or {}).items() if k in known}

@@ -32,7 +32,7 @@ from promptyard.execution.cost import execution_cost
 from promptyard.execution.queue import ExecutionQueue, Ticket
 from promptyard.execution.records import Outcome, finish_record, record_complete, start_record
 from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
-from promptyard.models.service import get_model, get_plugin, plugin_spec
+from promptyard.models.service import get_plugin, model_settings, plugin_spec
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput, StreamResult
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def execution_to_dict(row: Execution) -> dict[str, Any]:
 
 def _prepare(request: ExecutionRequest) -> _Prepared:
     check_request(request)
-    model = get_model(request.model)
+    model = model_settings(request.model)
     resolved: ResolvedPrompt | None = None
     if request.prompt is not None or request.experiment is not None:
         resolved = resolve_prompt(request.prompt, version=request.version, label=request.label,
