@@ -76,6 +76,38 @@ def test_concurrent_first_requests_load_once():
     assert len(results) == 8 and all(plugin is created[0] for plugin in results)
 
 
+def test_different_models_loading_at_once_stay_within_the_budget():
+    """Each load alone would fit beside `old`; both at once would not. The second must see the first."""
+    manager = ModelManager(memory_budget_bytes=100)
+    old = manager.get("old", lambda: SizedPlugin("old", 40))
+    peak, loading = [], []
+    plugins = {name: SizedPlugin(name, 40, load_seconds=0.2, estimate=40) for name in ("a", "b")}
+
+    def on_load(plugin):
+        # What is resident while this one loads: the loaded models, this one and any other loading with it.
+        loading.append(plugin)
+        peak.append(manager.used_bytes() + sum(p.estimate for p in loading if not p.loaded))
+
+    for plugin in plugins.values():
+        plugin.on_load = lambda plugin=plugin: on_load(plugin)
+    barrier = threading.Barrier(2)
+
+    def request(name):
+        barrier.wait()
+        manager.get(name, lambda: plugins[name])
+
+    threads = [threading.Thread(target=request, args=(name,)) for name in plugins]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert max(peak) <= 100, peak
+    assert old.unloads == 1 and sorted(manager.loaded()) == ["a", "b"]
+    # Models served elsewhere never wait behind a load that takes memory.
+    remote = SizedPlugin("remote", 0)
+    assert manager.get("remote", lambda: remote) is remote
+
+
 def test_least_recently_used_is_evicted_over_the_budget():
     manager = ModelManager(memory_budget_bytes=100)
     a = manager.get("a", lambda: SizedPlugin("a", 40))

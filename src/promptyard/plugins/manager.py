@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -70,6 +71,9 @@ class ModelManager:
         self._loaded: OrderedDict[str, LLMPlugin] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+        # Models that take memory here load one at a time: two loading at once would each make room for itself
+        # alone, and together overshoot the budget. Models served elsewhere never wait for them.
+        self._memory_load_lock = threading.Lock()
 
     @property
     def memory_budget_bytes(self) -> int | None:
@@ -89,11 +93,13 @@ class ModelManager:
             if plugin is not None:
                 return plugin
             plugin = factory()
-            self._make_room(key, plugin)
-            plugin.load()  # a failure propagates and leaves nothing behind; the next call tries again
-            with self._lock:
-                self._loaded[key] = plugin
-                evicted = self._pop_over_budget(keep=key)
+            incoming = plugin.estimated_memory_bytes()
+            with self._memory_load_lock if incoming > 0 else contextlib.nullcontext():
+                self._make_room(key, incoming)
+                plugin.load()  # a failure propagates and leaves nothing behind; the next call tries again
+                with self._lock:
+                    self._loaded[key] = plugin
+                    evicted = self._pop_over_budget(keep=key)
         self._unload_all(evicted)
         return plugin
 
@@ -144,10 +150,9 @@ class ModelManager:
                 self._loaded.move_to_end(key)
             return plugin
 
-    def _make_room(self, key: str, plugin: LLMPlugin) -> None:
-        """Before loading: unload least recently used models until the new one's estimated size fits beside the
-        rest, so that memory peaks at the budget rather than at the old models plus the new one."""
-        incoming = plugin.estimated_memory_bytes()
+    def _make_room(self, key: str, incoming: int) -> None:
+        """Before loading: unload least recently used models until the new one's estimated size (`incoming` bytes)
+        fits beside the rest, so that memory peaks at the budget rather than at the old models plus the new one."""
         if incoming <= 0 or self.memory_budget_bytes is None:
             return
         with self._lock:
