@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -187,5 +188,19 @@ def test_custom_dataset_registers_and_runs(tmp_path, sandbox):
     for builtin in ("humaneval", "mbpp", "mbpp-full"):
         with pytest.raises(Unprocessable):
             register_custom(tmp_path / "home", builtin, path)
+    # A gzipped file registers the same tasks; a corrupt one is a clear error and registers nothing.
+    gzipped = tmp_path / "mine.jsonl.gz"
+    gzipped.write_bytes(gzip.compress(path.read_bytes()))
+    register_custom(tmp_path / "home", "zipped", gzipped)
+    assert load_dataset("zipped", home=tmp_path / "home").tasks.keys() == dataset.tasks.keys()
+    corrupt = tmp_path / "corrupt.jsonl.gz"
+    packed = gzipped.read_bytes()
+    for damaged in (packed[:-8] + b"\0" * 8,  # a bad checksum (OSError)
+                    packed[:20] + bytes(b ^ 0xFF for b in packed[20:40]) + packed[40:]):  # bad data (zlib.error)
+        corrupt.write_bytes(damaged)
+        with pytest.raises(Unprocessable, match="cannot be read"):
+            register_custom(tmp_path / "home", "corrupt", corrupt)
+    with pytest.raises(NotFound):
+        load_dataset("corrupt", home=tmp_path / "home")
     with pytest.raises(NotFound):
         load_dataset("nope", home=tmp_path / "home")

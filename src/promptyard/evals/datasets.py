@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -101,7 +102,7 @@ def read_jsonl(path: Path | str, *, kind: str = "dataset") -> Iterable[tuple[int
     try:
         with opener(path, "rb") as handle:
             yield from _jsonl_rows(handle, path, f"invalid_{kind}")
-    except (OSError, EOFError) as exc:  # unreadable, or a .gz that is not gzip
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a .gz that is not gzip or is corrupt
         raise Unprocessable(f"{kind.capitalize()} file {path} cannot be read: {exc}.", code=f"invalid_{kind}",
                             details={"path": str(path)}) from None
 
@@ -296,8 +297,9 @@ def custom_dir(home: Path | str) -> Path:
 def register_custom(home: Path | str, name: str, path: Path | str) -> Dataset:
     """Validate a JSONL file and keep a copy under the instance folder as dataset `name` (a new name only)."""
     _check_new_name(home, name)
-    dataset = parse_custom(path, name)
-    _store_new(home, name, Path(path).read_text(encoding="utf-8"))
+    rows = list(read_jsonl(path))  # read once, gzipped or not; the copy kept is the rows as JSONL
+    dataset = _custom_from_rows(rows, path, name)
+    _store_new(home, name, "".join(json.dumps(row) + "\n" for _, row in rows))
     return dataset
 
 
