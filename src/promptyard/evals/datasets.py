@@ -10,7 +10,7 @@ import re
 import tempfile
 import zlib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Iterable
 
@@ -377,6 +377,13 @@ def custom_summary(dataset: Dataset) -> dict:
 
 
 def _custom_entry(path: Path) -> dict:
+    stat = path.stat()
+    return dict(_custom_entry_of(path, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=256)
+def _custom_entry_of(path: Path, mtime_ns: int, size: int) -> dict:
+    """Parsed (tests compiled and all) once per version of the file: the UI lists datasets on every rerun."""
     try:
         return custom_summary(parse_custom(path, path.stem))
     except (PromptyardError, ValueError) as exc:
