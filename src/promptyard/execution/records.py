@@ -16,8 +16,8 @@ from promptyard.db import db, utcnow
 from promptyard.db.models import Execution
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
-# Every column's value when record_complete is not given one (its plain default, else NULL): the row it hands
-# back must carry every value, or reading a missing one would SELECT the row again.
+# Every column's value when a record is written without one (its plain default, else NULL): Core statements fill
+# no defaults, and the row record_complete hands back must carry every value (a missing one would be SELECTed).
 _UNSET = {c.key: c.default.arg if c.default is not None and c.default.is_scalar else None
           for c in Execution.__table__.columns if not c.primary_key}
 

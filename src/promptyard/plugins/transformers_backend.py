@@ -272,7 +272,7 @@ class TransformersPlugin(LLMPlugin):
     def _generation_kwargs(self, model, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
         # The pipeline has fitted the params already; a direct caller (the plugin used as a tool) has not.
         max_new_tokens = fit_to_context(self.source, prompt_length, params.max_new_tokens, self.context_length(),
-                                        output_shares_context=not self.is_encoder_decoder)
+                                        output_shares_context=self.output_shares_context())
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens}
         if params.do_sample and params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
