@@ -6,16 +6,24 @@ import json
 from datetime import datetime
 from typing import Any, Literal, Union
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api.auth import require_role
 from promptyard.api.bodies import Body
+from promptyard.api.sse import event_stream_response
 from promptyard.execution import analytics as analytics_service
 from promptyard.execution import feedback as feedback_service
 from promptyard.execution import history
-from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream, execution_to_dict, get_cache
+from promptyard.execution.pipeline import (
+    ExecutionRequest,
+    ExecutionStream,
+    execute,
+    execute_stream,
+    execution_to_dict,
+    get_cache,
+)
 
 api = APIBlueprint(
     "executions", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="executions")], abp_security=[{"bearer": []}]
@@ -92,12 +100,11 @@ def create_execution(body: ExecutionCreate):
     )
     if not body.stream:
         return execution_to_dict(execute(request)), 201
-    return event_stream_response(execute_stream(request))
+    return _execution_events(execute_stream(request))
 
 
-def event_stream_response(stream) -> Response:
-    """Server-sent events, one `data:` line per event, flushed as each delta is produced."""
-    app = current_app._get_current_object()
+def _execution_events(stream: ExecutionStream) -> Response:
+    """Server-sent events, one `data:` line per event of the execution stream."""
 
     def events():
         try:
@@ -106,17 +113,7 @@ def event_stream_response(stream) -> Response:
         finally:
             stream.close()
 
-    def close_if_never_started() -> None:
-        # If the server drops the response before iterating it, events() never ran its finally.
-        with app.app_context():
-            stream.close()
-
-    response = Response(stream_with_context(events()), status=200, mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    response.headers["X-Execution-Id"] = str(stream.execution_id)
-    response.call_on_close(close_if_never_started)
-    return response
+    return event_stream_response(events(), stream, {"X-Execution-Id": str(stream.execution_id)})
 
 
 @api.get("/executions")

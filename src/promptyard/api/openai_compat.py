@@ -11,11 +11,12 @@ import json
 from datetime import datetime
 from typing import Any, Iterator, Literal
 
-from flask import Response, current_app, stream_with_context
+from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api import openai_shapes as shapes
+from promptyard.api.sse import event_stream_response
 from promptyard.errors import PromptyardError, Unprocessable
 from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream, execution_to_dict
 from promptyard.models import service as models
@@ -138,19 +139,7 @@ def _respond(body: SamplingFields, request, kind: str):
         first = None
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     maker = shapes.ChunkMaker(kind, body.model)
-    stream = _sse(events, first, maker, include_usage)
-    response = Response(stream_with_context(stream), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    app = current_app._get_current_object()
-
-    def close_if_never_started() -> None:
-        # A response the server drops before reading it never runs _sse's finally: close the execution here, so that
-        # it is recorded cancelled and its queue slot comes back now, not whenever the garbage collector gets to it.
-        with app.app_context():
-            events.close()
-
-    response.call_on_close(close_if_never_started)
-    return response
+    return event_stream_response(_sse(events, first, maker, include_usage), events)
 
 
 def _sse(events: Iterator[dict], first: dict | None, maker: shapes.ChunkMaker, include_usage: bool) -> Iterator[str]:
