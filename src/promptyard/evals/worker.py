@@ -399,7 +399,9 @@ def _private_mounts() -> None:
     interpreter exposed to the sample uid. Without it samples stay root (and the isolation report says so)."""
     try:
         isolation.private_mounts()
-        covered = isolation.cover_temporary(_interpreter_paths())
+        # The scorer's folder for this worker (under /tmp) is bound back too: if the scratch tmpfs cannot be
+        # mounted after all, samples still have it.
+        covered = isolation.cover_temporary(_interpreter_paths() + [STATE["scratch"]])
         STATE["scratch"] = isolation.mount_scratch()
     except OSError as exc:
         STATE["no_uid_drop"] = f"no private mount namespace ({exc})"
