@@ -45,6 +45,23 @@ def test_params_pass_through_unchanged_with_precedence(install, make_prompt):
     assert params == GenerationParams(max_new_tokens=10, temperature=0.7, top_p=0.9, seed=11, stop=["\n"])
 
 
+def test_stored_defaults_saved_before_strict_checks_still_run(install):
+    """A model row written before params were checked strictly may hold "64": runs convert it; requests may not."""
+    from sqlalchemy import update
+
+    from promptyard.db.models import ModelConfig
+
+    plugin = install("echo")
+    db.session.execute(update(ModelConfig).where(ModelConfig.name == "echo")
+                       .values(params={"max_new_tokens": "64", "do_sample": "false"}))
+    db.session.commit()
+    execute(ExecutionRequest(model="echo", input="hi"))
+    assert plugin.calls[0][1] == GenerationParams(max_new_tokens=64, do_sample=False)
+    with pytest.raises(Unprocessable) as caught:
+        execute(ExecutionRequest(model="echo", input="hi", params={"max_new_tokens": "64"}))
+    assert caught.value.details["param"] == "max_new_tokens"
+
+
 def test_prompt_by_version_label_and_latest(install, make_prompt):
     install("echo")
     make_prompt("greet", ["v1 {{ name }}", "v2 {{ name }}", "v3 {{ name }}"], labels={"production": 2})

@@ -55,12 +55,17 @@ def check_input(value: Any) -> None:
 
 
 def merge_params(model: ModelConfig | Row, resolved: ResolvedPrompt | None, requested: dict[str, Any]) -> GenerationParams:
-    """Model defaults < prompt version params < request params; the request's are checked strictly (422)."""
+    """Model defaults < prompt version params < request params; the request's are checked strictly (422).
+
+    Stored defaults are checked strictly when saved; rows saved before that may hold convertible text ("64"),
+    which is converted here rather than making every run on them fail.
+    """
     known = GenerationParams.model_fields
-    merged = {k: v for k, v in (model.params or {}).items() if k in known}
+    stored = {k: v for k, v in (model.params or {}).items() if k in known}
     if resolved is not None:
         # A version may keep other settings beside generation params (a default model, say); they are not ours.
-        merged.update({k: v for k, v in resolved.params.items() if k in known})
+        stored.update({k: v for k, v in resolved.params.items() if k in known})
+    merged = validate_params(stored, strict=False).model_dump(include=set(stored))
     merged.update(requested)
     return validate_params(merged)
 

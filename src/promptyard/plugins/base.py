@@ -40,10 +40,10 @@ class GenerationParams(BaseModel):
         return not self.do_sample or self.temperature == 0 or self.seed is not None
 
 
-def validate_params(params: dict[str, Any]) -> GenerationParams:
-    """GenerationParams from a dict, or a 422 naming each bad param."""
+def validate_params(params: dict[str, Any], *, strict: bool = True) -> GenerationParams:
+    """GenerationParams from a dict, or a 422 naming each bad param; strict=False converts what it can ("64")."""
     try:
-        return GenerationParams.model_validate(params)
+        return GenerationParams.model_validate(params, strict=strict)
     except ValidationError as exc:
         problems = [
             {"param": ".".join(str(p) for p in err["loc"]) or "params",
