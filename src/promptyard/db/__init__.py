@@ -49,3 +49,8 @@ def init_app(app: Flask) -> None:
     from promptyard.db import eval_models, models  # noqa: F401  (registers the tables on the metadata)
 
     db.init_app(app)
+    from promptyard.db import checkpoints
+
+    with app.app_context():
+        for engine in db.engines.values():
+            checkpoints.watch(engine)
