@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from promptyard.db import db
 from promptyard.db.models import Execution
 from promptyard.errors import NotFound, PromptyardError, Unavailable, Unprocessable
-from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream
+from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream, execution_to_dict
 from promptyard.plugins.base import GenerationParams
 
 
@@ -25,6 +25,21 @@ def test_raw_input_is_generated_and_recorded(install):
     assert row.rendered_input == "hello world"
     assert row.cache_hit is False and row.finished_at is not None and row.latency_ms >= 0
     assert plugin.calls[0][0] == "hello world"
+
+
+def test_the_record_handed_back_is_what_the_database_holds(install, make_prompt):
+    """Finished rows are built from the values written, not read back: they must equal a fresh read."""
+    install("echo", pricing={"input_per_1k": 1.0, "output_per_1k": 2.0})
+    make_prompt("greet", ["Hello {{ name }}"])
+    for request in (ExecutionRequest(model="echo", prompt="greet", variables={"name": "Ada"}, subject="u1"),
+                    ExecutionRequest(model="echo", input="again", params={"max_new_tokens": 5})):
+        handed_back = execution_to_dict(execute(request))
+        db.session.expunge_all()
+        assert handed_back == execution_to_dict(db.session.get(Execution, handed_back["id"]))
+    streamed = execute_stream(ExecutionRequest(model="echo", input="streamed"))
+    last = list(streamed)[-1]["execution"]
+    db.session.expunge_all()
+    assert last == execution_to_dict(db.session.get(Execution, last["id"]))
 
 
 def test_chat_input_reaches_the_plugin_as_messages(install):

@@ -15,9 +15,9 @@ def test_running_rows_are_marked_failed_and_finished_ones_are_left_alone(app):
     finish_record(done, Outcome("succeeded", output="ok"))
     assert recover_interrupted() == "1 interrupted execution(s) marked failed"
     db.session.expire_all()
-    row = db.session.get(Execution, interrupted)
+    row = db.session.get(Execution, interrupted.id)
     assert (row.status, row.error) == ("failed", INTERRUPTED_REASON) and row.finished_at is not None
-    assert db.session.get(Execution, done).status == "succeeded"
+    assert db.session.get(Execution, done.id).status == "succeeded"
     assert recover_interrupted() == "0 interrupted execution(s) marked failed"
 
 

@@ -30,7 +30,7 @@ from promptyard.execution.cache import CachedResponse, ResponseCache, cache_key,
 from promptyard.execution.checks import check_context, check_request, merge_params
 from promptyard.execution.cost import execution_cost
 from promptyard.execution.queue import ExecutionQueue, Ticket
-from promptyard.execution.records import Outcome, finish_record, record_complete, start_record
+from promptyard.execution.records import Outcome, RunningRecord, finish_record, record_complete, start_record
 from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
 from promptyard.models.service import get_plugin, model_settings, plugin_spec
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput, StreamResult
@@ -96,20 +96,20 @@ def execute(request: ExecutionRequest) -> Execution:
     _load(prepared)
     db.session.commit()  # end any read transaction before waiting in the queue
     with get_queue().acquire(prepared.model_name) as ticket:
-        execution_id = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms, stream=False)
+        running = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms, stream=False)
         started = time.perf_counter()
         try:
             generation = prepared.plugin.generate(prepared.prompt_input, prepared.params)
             _check_generation(prepared.model_name, generation)
         except BaseException as exc:
             error = _as_error(prepared.model_name, exc)
-            finish_record(execution_id, Outcome("failed", error=error.message, finish_reason="error",
+            finish_record(running, Outcome("failed", error=error.message, finish_reason="error",
                                                 latency_ms=_ms_since(started)))
             if isinstance(exc, Exception):
                 raise error from exc
             raise
         latency_ms = _ms_since(started)
-        row = finish_record(execution_id, _success(prepared, generation, generation.text, latency_ms))
+        row = finish_record(running, _success(prepared, generation, generation.text, latency_ms))
     _cache_store(prepared, generation.text, generation)
     return row
 
@@ -128,7 +128,7 @@ def execute_stream(request: ExecutionRequest) -> ExecutionStream:
         db.session.commit()
         ticket = get_queue().acquire(prepared.model_name)
     try:
-        execution_id = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms if ticket else 0.0,
+        running = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms if ticket else 0.0,
                                     stream=True, cache_hit=hit is not None)
     except BaseException:
         if ticket is not None:
@@ -137,13 +137,13 @@ def execute_stream(request: ExecutionRequest) -> ExecutionStream:
 
     def abandon() -> None:
         try:
-            finish_record(execution_id, Outcome("cancelled", error=CANCELLED_REASON, finish_reason="cancelled"))
+            finish_record(running, Outcome("cancelled", error=CANCELLED_REASON, finish_reason="cancelled"))
         finally:
             if ticket is not None:
                 ticket.release()
 
-    body = _stream_body(prepared, execution_id, hit, ticket)
-    return ExecutionStream(body, execution_id, abandon)
+    body = _stream_body(prepared, running, hit, ticket)
+    return ExecutionStream(body, running.id, abandon)
 
 
 class ExecutionStream(Iterator[dict]):
@@ -172,7 +172,7 @@ class ExecutionStream(Iterator[dict]):
         self._body.close()
 
 
-def _stream_body(prepared: _Prepared, execution_id: int, hit: CachedResponse | None,
+def _stream_body(prepared: _Prepared, running: RunningRecord, hit: CachedResponse | None,
                  ticket: Ticket | None) -> Iterator[dict]:
     started = time.perf_counter()
     parts: list[str] = []
@@ -193,12 +193,12 @@ def _stream_body(prepared: _Prepared, execution_id: int, hit: CachedResponse | N
         except GeneratorExit:
             if result is not None:
                 result.close()
-            finish_record(execution_id, Outcome("cancelled", output="".join(parts), error=CANCELLED_REASON,
+            finish_record(running, Outcome("cancelled", output="".join(parts), error=CANCELLED_REASON,
                                                 finish_reason="cancelled", latency_ms=_ms_since(started)))
             raise
         except Exception as exc:  # noqa: BLE001 - the status line is already sent: report it as an event
             error = _as_error(prepared.model_name, exc)
-            row = finish_record(execution_id, Outcome("failed", output="".join(parts), error=error.message,
+            row = finish_record(running, Outcome("failed", output="".join(parts), error=error.message,
                                                       finish_reason="error", latency_ms=_ms_since(started)))
             yield {"error": error.to_dict()["error"], "execution": execution_to_dict(row)}
             return
@@ -209,7 +209,7 @@ def _stream_body(prepared: _Prepared, execution_id: int, hit: CachedResponse | N
         else:
             generation = result.generation or Generation(text=text)
             outcome = _success(prepared, generation, text, latency_ms)
-        row = finish_record(execution_id, outcome)
+        row = finish_record(running, outcome)
         if hit is None:
             _cache_store(prepared, text, result.generation or Generation(text=text))
         yield {"execution": execution_to_dict(row)}
