@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 
 import pytest
 import torch
@@ -179,9 +180,41 @@ def test_closing_a_stream_early_stops_generation(tiny_gpt2_dir, monkeypatch):
     stream = plugin.stream(PROMPT, params)
     next(stream)
     stream.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("generate-") and t.is_alive()]
-    assert len(steps) < full_steps * 0.75, f"generation went on for {len(steps)} steps after the stream closed"
+    steps_at_close = len(steps)
+    time.sleep(0.2)
+    assert len(steps) == steps_at_close, "the generation went on after the stream was closed"
+    assert steps_at_close < full_steps * 0.75, f"generation went on for {steps_at_close} steps after the close"
     # The model is free again for the next request.
+    assert plugin.generate(PROMPT, GenerationParams(max_new_tokens=3)).tokens_out == 3
+
+
+def test_every_generation_of_a_model_runs_on_its_one_generation_thread(tiny_gpt2_dir, monkeypatch):
+    plugin = TransformersPlugin(str(tiny_gpt2_dir))
+    plugin.load()
+    threads = []
+    generate = plugin.model.generate
+    monkeypatch.setattr(plugin.model, "generate", lambda *a, **k: threads.append(threading.get_ident()) or generate(*a, **k))
+    params = GenerationParams(max_new_tokens=3)
+    callers = [threading.Thread(target=plugin.generate, args=(PROMPT, params)) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    streamed = "".join(StreamResult(plugin.stream(PROMPT, params)))
+    assert streamed == plugin.generate(PROMPT, params).text
+    assert len(threads) == 5 and len(set(threads)) == 1
+    assert threads[0] not in {threading.get_ident(), *(caller.ident for caller in callers)}
+
+
+def test_a_failing_generation_is_a_503_and_the_thread_serves_the_next(tiny_gpt2_dir, monkeypatch):
+    plugin = TransformersPlugin(str(tiny_gpt2_dir))
+    plugin.load()
+    generate = plugin.model.generate
+    monkeypatch.setattr(plugin.model, "generate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    with pytest.raises(Unavailable) as caught:
+        plugin.generate(PROMPT, GenerationParams(max_new_tokens=3))
+    assert caught.value.code == "generation_failed" and "out of memory" in caught.value.message
+    monkeypatch.setattr(plugin.model, "generate", generate)
     assert plugin.generate(PROMPT, GenerationParams(max_new_tokens=3)).tokens_out == 3
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator
 
@@ -73,9 +74,11 @@ class TransformersPlugin(LLMPlugin):
         self.device: torch.device | None = None
         self.last_error: str | None = None
         self._load_lock = threading.RLock()
-        # One generation at a time per model: torch's global RNG makes seeded sampling unsafe to interleave,
-        # and the execution queue already bounds how many requests wait here.
-        self._generate_lock = threading.Lock()
+        # Every generation of this model runs on this one thread, one at a time. One at a time: torch's global RNG
+        # makes seeded sampling unsafe to interleave, and the execution queue already bounds how many requests
+        # wait here. One thread: torch keeps per-thread state (its OpenMP team, kernel caches), and generations that
+        # hopped between the server's request threads were ~3 ms slower each in the benchmark (bench/README.md).
+        self._generation_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptyard-generate")
 
     @property
     def trust_remote_code(self) -> bool:
@@ -325,16 +328,18 @@ class TransformersPlugin(LLMPlugin):
         inputs = self._encode(prompt)
         prompt_length = inputs["input_ids"].shape[1]
         kwargs = self._generation_kwargs(model, params, prompt_length)
-        started = time.perf_counter()
-        with self._generate_lock:
+        stopping = self._stopping(params, prompt_length, None)
+
+        def run() -> torch.Tensor:
             self._seed(params)
-            try:
-                with torch.inference_mode():
-                    output = model.generate(
-                        **inputs, **kwargs, stopping_criteria=self._stopping(params, prompt_length, None)
-                    )
-            except (RuntimeError, ValueError) as exc:
-                raise Unavailable(f"Generation failed: {exc}", code="generation_failed") from exc
+            with torch.inference_mode():
+                return model.generate(**inputs, **kwargs, stopping_criteria=stopping)
+
+        started = time.perf_counter()
+        try:
+            output = self._generation_thread.submit(run).result()
+        except (RuntimeError, ValueError) as exc:
+            raise Unavailable(f"Generation failed: {exc}", code="generation_failed") from exc
         generate_ms = _ms(started)
         new_ids = self._new_tokens(output[0], prompt_length)
         text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), params.stop)
@@ -359,26 +364,24 @@ class TransformersPlugin(LLMPlugin):
         outcome: dict[str, Any] = {}
 
         def run() -> None:
-            with self._generate_lock:
-                if cancel.is_set():
-                    streamer.end()
-                    return
-                self._seed(params)
-                try:
-                    with torch.inference_mode():
-                        outcome["output"] = model.generate(
-                            **inputs, **kwargs, streamer=streamer,
-                            stopping_criteria=self._stopping(params, prompt_length, cancel),
-                        )
-                except Exception as exc:  # noqa: BLE001 - reported to the consumer below
-                    outcome["error"] = exc
-                    streamer.end()
+            if cancel.is_set():
+                streamer.end()
+                return
+            self._seed(params)
+            try:
+                with torch.inference_mode():
+                    outcome["output"] = model.generate(
+                        **inputs, **kwargs, streamer=streamer,
+                        stopping_criteria=self._stopping(params, prompt_length, cancel),
+                    )
+            except Exception as exc:  # noqa: BLE001 - reported to the consumer below
+                outcome["error"] = exc
+                streamer.end()
 
         started = time.perf_counter()
         first_token_ms: float | None = None
         buffer = StopBuffer(params.stop)
-        worker = threading.Thread(target=run, name=f"generate-{self.source}", daemon=True)
-        worker.start()
+        worker = self._generation_thread.submit(run)
         try:
             for piece in streamer:
                 delta = buffer.feed(piece)
@@ -395,7 +398,7 @@ class TransformersPlugin(LLMPlugin):
             # Reached on normal end, on a stop sequence and when the consumer closes the stream (GeneratorExit):
             # the cancel criterion ends generation at the next token.
             cancel.set()
-            worker.join(STREAM_JOIN_SECONDS)
+            wait([worker], timeout=STREAM_JOIN_SECONDS)
         if "error" in outcome:
             raise Unavailable(f"Generation failed: {outcome['error']}", code="generation_failed")
         output = outcome.get("output")
