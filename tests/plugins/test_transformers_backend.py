@@ -218,6 +218,32 @@ def test_a_failing_generation_is_a_503_and_the_thread_serves_the_next(tiny_gpt2_
     assert plugin.generate(PROMPT, GenerationParams(max_new_tokens=3)).tokens_out == 3
 
 
+def test_a_prompt_counted_right_before_generating_is_tokenized_once(tiny_gpt2_dir):
+    plugin = TransformersPlugin(str(tiny_gpt2_dir))
+    plugin.load()
+    tokenized = []
+
+    class CountingTokenizer:
+        def __init__(self, real):
+            self.real = real
+
+        def __call__(self, text, **kwargs):
+            tokenized.append(text)
+            return self.real(text, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    plugin.tokenizer = CountingTokenizer(plugin.tokenizer)
+    params = GenerationParams(max_new_tokens=4)
+    counted = plugin.count_tokens(PROMPT)
+    assert plugin.generate(PROMPT, params).tokens_in == counted
+    assert tokenized == [PROMPT]
+    assert plugin.count_tokens(CHAT) > counted  # another prompt in between: each is tokenized again
+    plugin.generate(PROMPT, params)
+    assert len(tokenized) == 3
+
+
 def test_status_memory_and_unload(tiny_gpt2_dir):
     plugin = TransformersPlugin(str(tiny_gpt2_dir))
     assert (plugin.status(), plugin.memory_bytes()) == ("available", 0)

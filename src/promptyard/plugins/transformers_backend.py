@@ -79,6 +79,7 @@ class TransformersPlugin(LLMPlugin):
         # wait here. One thread: torch keeps per-thread state (its OpenMP team, kernel caches), and generations that
         # hopped between the server's request threads were ~3 ms slower each in the benchmark (bench/README.md).
         self._generation_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptyard-generate")
+        self._last_tokenized: tuple[str, dict[str, torch.Tensor]] | None = None
 
     @property
     def trust_remote_code(self) -> bool:
@@ -248,8 +249,7 @@ class TransformersPlugin(LLMPlugin):
             return True
 
     def count_tokens(self, prompt: PromptInput) -> int:
-        text, templated = prompt_to_text(prompt, self._tokenizer(), self.options.get("prompt_format"))
-        return len(self._tokenizer()(text, add_special_tokens=not templated)["input_ids"])
+        return int(self._tokenized(prompt)["input_ids"].shape[1])
 
     def memory_bytes(self) -> int:
         model = self.model
@@ -265,12 +265,23 @@ class TransformersPlugin(LLMPlugin):
 
     # --- generation ------------------------------------------------------------------------------------------
 
-    def _encode(self, prompt: PromptInput) -> dict[str, torch.Tensor]:
-        text, templated = prompt_to_text(prompt, self.tokenizer, self.options.get("prompt_format"))
+    def _tokenized(self, prompt: PromptInput) -> dict[str, torch.Tensor]:
+        """The prompt's token tensors (on the CPU). The pipeline counts a prompt's tokens right before generating
+        from it: the last prompt's are kept, so it is tokenized once, not twice."""
+        key = prompt if isinstance(prompt, str) else repr(prompt)
+        last = self._last_tokenized
+        if last is not None and last[0] == key:
+            return last[1]
+        tokenizer = self._tokenizer()
+        text, templated = prompt_to_text(prompt, tokenizer, self.options.get("prompt_format"))
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's usual ones.
-        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not templated)
+        inputs = dict(tokenizer(text, return_tensors="pt", add_special_tokens=not templated))
         inputs.pop("token_type_ids", None)
-        return {key: value.to(self.device) for key, value in inputs.items()}
+        self._last_tokenized = (key, inputs)
+        return inputs
+
+    def _encode(self, prompt: PromptInput) -> dict[str, torch.Tensor]:
+        return {key: value.to(self.device) for key, value in self._tokenized(prompt).items()}
 
     def _generation_kwargs(self, model, params: GenerationParams, prompt_length: int) -> dict[str, Any]:
         # The pipeline has fitted the params already; a direct caller (the plugin used as a tool) has not.
