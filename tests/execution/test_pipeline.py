@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from promptyard.db import db
 from promptyard.db.models import Execution
 from promptyard.errors import NotFound, PromptyardError, Unavailable, Unprocessable
+from promptyard.execution import pipeline
 from promptyard.execution.pipeline import ExecutionRequest, execute, execute_stream, execution_to_dict
+from promptyard.execution.records import start_record
+from promptyard.models.service import install_plugin
 from promptyard.plugins.base import GenerationParams
+from promptyard.plugins.function import FunctionPlugin
 
 
 def count_executions():
@@ -379,3 +387,71 @@ def test_an_uncached_run_writes_its_record_without_rereading_it(install):
     assert row.status == "succeeded" and row.output == "echo: x"
     # The model row read once; `running` inserted and committed before generation; the outcome in one UPDATE.
     assert (verbs.count("SELECT"), verbs.count("INSERT"), verbs.count("UPDATE")) == (1, 1, 1)
+
+
+class OwnThreadPlugin(FunctionPlugin):
+    """A backend that generates on a thread of its own (as the transformers one does): start_generation returns at
+    once, and the generation waits for `release`."""
+
+    def __init__(self, fn, **kwargs):
+        super().__init__(fn, **kwargs)
+        self.thread = ThreadPoolExecutor(1)
+        self.release = threading.Event()
+        self.running = threading.Event()
+        self.finished = threading.Event()
+
+    def start_generation(self, prompt, params):
+        def run():
+            self.running.set()
+            self.release.wait(10)
+            try:
+                return FunctionPlugin.generate(self, prompt, params)
+            finally:
+                self.finished.set()
+
+        return self.thread.submit(run)
+
+
+def test_the_running_record_is_written_while_a_backend_with_its_own_thread_generates(app, monkeypatch):
+    plugin = OwnThreadPlugin(lambda prompt, params: "done", source="fake/own-thread")
+    install_plugin("own-thread", plugin)
+    seen = []
+
+    def start_record_while_generating(**values):
+        seen.append((plugin.running.wait(5), plugin.finished.is_set()))
+        running = start_record(**values)
+        plugin.release.set()
+        return running
+
+    monkeypatch.setattr(pipeline, "start_record", start_record_while_generating)
+    row = execute(ExecutionRequest(model="own-thread", input="x"))
+    assert seen == [(True, False)]  # the generation had started and not finished when the record was written
+    assert (row.status, row.output) == ("succeeded", "done") and row.latency_ms > 0
+
+
+def test_a_record_that_cannot_be_written_waits_for_the_generation_and_records_nothing(app, monkeypatch):
+    plugin = OwnThreadPlugin(lambda prompt, params: "done", source="fake/own-thread")
+    install_plugin("own-thread", plugin)
+
+    def failing_start_record(**values):
+        plugin.release.set()
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(pipeline, "start_record", failing_start_record)
+    with pytest.raises(OperationalError):
+        execute(ExecutionRequest(model="own-thread", input="x"))
+    assert plugin.finished.is_set()  # the model was free again before the error came back (and the queue slot)
+    db.session.rollback()
+    assert count_executions() == 0
+
+
+def test_a_backend_that_fails_to_start_is_a_503_with_nothing_recorded(app):
+    class Broken(FunctionPlugin):
+        def start_generation(self, prompt, params):
+            raise OSError("weights unreadable")
+
+    install_plugin("broken", Broken(lambda prompt, params: "x", source="fake/broken"))
+    with pytest.raises(Unavailable) as caught:
+        execute(ExecutionRequest(model="broken", input="x"))
+    assert "weights unreadable" in caught.value.message
+    assert count_executions() == 0

@@ -2,7 +2,9 @@
 
 Failure policy (the same for `execute` and `execute_stream`): anything that fails *before* generation starts
 (unknown model/prompt, bad params, input too long, queue full, a model that cannot load) raises its typed
-error and records nothing. Once generation has started, the execution is always recorded and finished:
+error and records nothing. A backend that generates on a thread of its own (`start_generation`) starts before
+the `running` record is written, so that the two overlap; if writing the record fails, that error is raised
+once the generation is over, again with nothing recorded. Once generation has started, the execution is always recorded and finished:
 `failed` with the reason when the backend raises (then a 503, or the backend's own typed error), `cancelled`
 with the partial output when a stream is closed early.
 
@@ -18,6 +20,7 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -96,15 +99,19 @@ def execute(request: ExecutionRequest) -> Execution:
     _load(prepared)
     db.session.commit()  # end any read transaction before waiting in the queue
     with get_queue().acquire(prepared.model_name) as ticket:
-        running = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms, stream=False)
         started = time.perf_counter()
+        pending = _start_generation(prepared)
+        running = _start_record_beside(pending, **prepared.record, queue_wait_ms=ticket.wait_ms, stream=False)
+        if pending is None:  # the backend generates below, after the record
+            started = time.perf_counter()
         try:
-            generation = prepared.plugin.generate(prepared.prompt_input, prepared.params)
+            generation = pending.result() if pending is not None else \
+                prepared.plugin.generate(prepared.prompt_input, prepared.params)
             _check_generation(prepared.model_name, generation)
         except BaseException as exc:
             error = _as_error(prepared.model_name, exc)
             finish_record(running, Outcome("failed", error=error.message, finish_reason="error",
-                                                latency_ms=_ms_since(started)))
+                                           latency_ms=_ms_since(started)))
             if isinstance(exc, Exception):
                 raise error from exc
             raise
@@ -112,6 +119,28 @@ def execute(request: ExecutionRequest) -> Execution:
         row = finish_record(running, _success(prepared, generation, generation.text, latency_ms))
     _cache_store(prepared, generation.text, generation)
     return row
+
+
+def _start_generation(prepared: _Prepared) -> Future[Generation] | None:
+    """The backend's own non-blocking start, if it has one; an error here means nothing started (no record)."""
+    try:
+        return prepared.plugin.start_generation(prepared.prompt_input, prepared.params)
+    except PromptyardError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a backend's failure is a 503, not a 500
+        raise _as_error(prepared.model_name, exc) from exc
+
+
+def _start_record_beside(pending: Future | None, **values: Any) -> RunningRecord:
+    """The `running` record, written while a started generation runs (a backend with a generation thread of its own
+    lets the two overlap). Should writing it fail, the generation is waited for, so that the queue slot is held as
+    long as the model is busy, and the error is raised with nothing recorded."""
+    try:
+        return start_record(**values)
+    except BaseException:
+        if pending is not None:
+            wait([pending])
+        raise
 
 
 def execute_stream(request: ExecutionRequest) -> ExecutionStream:
@@ -194,12 +223,12 @@ def _stream_body(prepared: _Prepared, running: RunningRecord, hit: CachedRespons
             if result is not None:
                 result.close()
             finish_record(running, Outcome("cancelled", output="".join(parts), error=CANCELLED_REASON,
-                                                finish_reason="cancelled", latency_ms=_ms_since(started)))
+                                           finish_reason="cancelled", latency_ms=_ms_since(started)))
             raise
         except Exception as exc:  # noqa: BLE001 - the status line is already sent: report it as an event
             error = _as_error(prepared.model_name, exc)
             row = finish_record(running, Outcome("failed", output="".join(parts), error=error.message,
-                                                      finish_reason="error", latency_ms=_ms_since(started)))
+                                                 finish_reason="error", latency_ms=_ms_since(started)))
             yield {"error": error.to_dict()["error"], "execution": execution_to_dict(row)}
             return
         text = "".join(parts)

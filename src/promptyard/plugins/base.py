@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, ClassVar, Generator, Iterator, Literal, Union
 
@@ -146,6 +147,11 @@ class LLMPlugin(AgentTool):
     @abstractmethod
     def stream(self, prompt: PromptInput, params: GenerationParams) -> Generator[str, None, Generation]:
         """Yield text deltas as they are produced; the generator returns the final Generation."""
+
+    def start_generation(self, prompt: PromptInput, params: GenerationParams) -> Future[Generation] | None:
+        """Start generate() without waiting for it, when the backend generates on a thread of its own: the pipeline
+        writes the execution's `running` record meanwhile. None (the default): the caller calls generate()."""
+        return None
 
     def load(self) -> None:
         """Make the model ready (download nothing: a missing model is an error)."""

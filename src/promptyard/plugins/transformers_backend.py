@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator
 
@@ -333,6 +333,10 @@ class TransformersPlugin(LLMPlugin):
         return "length" if len(new_ids) >= max_new_tokens else "stop"
 
     def generate(self, prompt: PromptInput, params: GenerationParams) -> Generation:
+        return self.start_generation(prompt, params).result()
+
+    def start_generation(self, prompt: PromptInput, params: GenerationParams) -> Future[Generation]:
+        """Encode and check on the caller's thread (a bad input raises here), then generate on the model's thread."""
         import torch
 
         model, load_ms = self._ready()
@@ -341,26 +345,26 @@ class TransformersPlugin(LLMPlugin):
         kwargs = self._generation_kwargs(model, params, prompt_length)
         stopping = self._stopping(params, prompt_length, None)
 
-        def run() -> torch.Tensor:
+        def run() -> Generation:
+            started = time.perf_counter()
             self._seed(params)
-            with torch.inference_mode():
-                return model.generate(**inputs, **kwargs, stopping_criteria=stopping)
+            try:
+                with torch.inference_mode():
+                    output = model.generate(**inputs, **kwargs, stopping_criteria=stopping)
+            except (RuntimeError, ValueError) as exc:
+                raise Unavailable(f"Generation failed: {exc}", code="generation_failed") from exc
+            generate_ms = _ms(started)
+            new_ids = self._new_tokens(output[0], prompt_length)
+            text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), params.stop)
+            return Generation(
+                text=text,
+                tokens_in=prompt_length,
+                tokens_out=len(new_ids),
+                finish_reason=self._finish_reason(new_ids, stopped, kwargs["max_new_tokens"]),
+                timings={"load": load_ms, "generate": generate_ms},
+            )
 
-        started = time.perf_counter()
-        try:
-            output = self._generation_thread.submit(run).result()
-        except (RuntimeError, ValueError) as exc:
-            raise Unavailable(f"Generation failed: {exc}", code="generation_failed") from exc
-        generate_ms = _ms(started)
-        new_ids = self._new_tokens(output[0], prompt_length)
-        text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), params.stop)
-        return Generation(
-            text=text,
-            tokens_in=prompt_length,
-            tokens_out=len(new_ids),
-            finish_reason=self._finish_reason(new_ids, stopped, kwargs["max_new_tokens"]),
-            timings={"load": load_ms, "generate": generate_ms},
-        )
+        return self._generation_thread.submit(run)
 
     def stream(self, prompt: PromptInput, params: GenerationParams) -> Generator[str, None, Generation]:
         import torch
