@@ -35,15 +35,17 @@ def test_raw_input_is_generated_and_recorded(install):
     assert plugin.calls[0][0] == "hello world"
 
 
-def test_the_record_handed_back_is_what_the_database_holds(install, make_prompt):
-    """Finished rows are built from the values written, not read back: they must equal a fresh read."""
+def test_the_record_of_a_prompt_run_or_a_stream_is_what_the_database_holds(install, make_prompt, make_experiment):
+    """Finished records are built from the values written, not read back: they must equal a fresh read."""
     install("echo", pricing={"input_per_1k": 1.0, "output_per_1k": 2.0})
-    make_prompt("greet", ["Hello {{ name }}"])
+    prompt = make_prompt("greet", ["Hello {{ name }}", "Hi {{ name }}"])
+    make_experiment("ab", prompt, {1: 1, 2: 1})
     for request in (ExecutionRequest(model="echo", prompt="greet", variables={"name": "Ada"}, subject="u1"),
-                    ExecutionRequest(model="echo", input="again", params={"max_new_tokens": 5})):
+                    ExecutionRequest(model="echo", experiment="ab", subject="u2", variables={"name": "Bo"})):
         handed_back = execution_to_dict(execute(request))
         db.session.expunge_all()
         assert handed_back == execution_to_dict(db.session.get(Execution, handed_back["id"]))
+    assert handed_back["experiment"] == "ab"
     streamed = execute_stream(ExecutionRequest(model="echo", input="streamed"))
     last = list(streamed)[-1]["execution"]
     db.session.expunge_all()
@@ -374,7 +376,6 @@ def test_the_returned_record_matches_the_stored_one(install, cache):
     stored = execution_to_dict(db.session.get(Execution, row.id))
     assert returned == stored
     assert returned["cache_hit"] is cache and returned["status"] == "succeeded"
-    assert row.feedback == []  # still attached: relationships load
 
 
 def test_an_uncached_run_writes_its_record_without_rereading_it(install):

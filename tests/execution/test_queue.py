@@ -41,6 +41,22 @@ def test_waiters_are_admitted_in_turn_and_their_wait_is_measured():
     assert queue.acquire("m").wait_ms >= 0
 
 
+def test_before_waiting_runs_only_for_a_request_that_must_wait():
+    queue = ExecutionQueue(concurrency=1, size=1)
+    calls = []
+    held = queue.acquire("m", before_waiting=lambda: calls.append("first"))
+    assert calls == []  # a free slot: nothing to prepare for
+    tickets = []
+    waiter = threading.Thread(target=lambda: tickets.append(queue.acquire("m", before_waiting=lambda: calls.append("second"))))
+    waiter.start()
+    while queue.waiting("m") == 0:
+        threading.Event().wait(0.001)
+    assert calls == ["second"]
+    held.release()
+    waiter.join()
+    tickets[0].release()
+
+
 def test_the_pipeline_refuses_when_the_model_is_busy_and_records_nothing(install, app):
     release = threading.Event()
     started = threading.Event()

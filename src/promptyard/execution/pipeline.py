@@ -33,7 +33,14 @@ from promptyard.execution.cache import CachedResponse, ResponseCache, cache_key,
 from promptyard.execution.checks import check_context, check_request, merge_params
 from promptyard.execution.cost import execution_cost
 from promptyard.execution.queue import ExecutionQueue, Ticket
-from promptyard.execution.records import Outcome, RunningRecord, finish_record, record_complete, start_record
+from promptyard.execution.records import (
+    FinishedRecord,
+    Outcome,
+    RunningRecord,
+    finish_record,
+    record_complete,
+    start_record,
+)
 from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
 from promptyard.models.service import get_plugin, model_settings, plugin_spec
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput, StreamResult
@@ -90,15 +97,15 @@ def get_queue() -> ExecutionQueue:
     return current_app.extensions["promptyard.execution.queue"]
 
 
-def execute(request: ExecutionRequest) -> Execution:
-    """Run to completion and return the recorded row; typed errors for bad input, nothing half-written."""
+def execute(request: ExecutionRequest) -> FinishedRecord:
+    """Run to completion and return the execution as recorded; typed errors for bad input, nothing half-written."""
     prepared = _prepare(request)
     hit = _cache_lookup(prepared)
     if hit is not None:
         return _record_hit(prepared, hit, stream=False)
     _load(prepared)
-    db.session.commit()  # end any read transaction before waiting in the queue
-    with get_queue().acquire(prepared.model_name) as ticket:
+    # A read transaction must not stay open while this request waits for the model (commit only if it must wait).
+    with get_queue().acquire(prepared.model_name, before_waiting=db.session.commit) as ticket:
         started = time.perf_counter()
         pending = _start_generation(prepared)
         running = _start_record_beside(pending, **prepared.record, queue_wait_ms=ticket.wait_ms, stream=False)
@@ -154,8 +161,7 @@ def execute_stream(request: ExecutionRequest) -> ExecutionStream:
     ticket = None
     if hit is None:
         _load(prepared)
-        db.session.commit()
-        ticket = get_queue().acquire(prepared.model_name)
+        ticket = get_queue().acquire(prepared.model_name, before_waiting=db.session.commit)
     try:
         running = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms if ticket else 0.0,
                                     stream=True, cache_hit=hit is not None)
@@ -247,7 +253,7 @@ def _stream_body(prepared: _Prepared, running: RunningRecord, hit: CachedRespons
             ticket.release()
 
 
-def execution_to_dict(row: Execution) -> dict[str, Any]:
+def execution_to_dict(row: Execution | FinishedRecord) -> dict[str, Any]:
     return {
         "id": row.id,
         "status": row.status,
@@ -334,7 +340,7 @@ def _cache_store(prepared: _Prepared, text: str, generation: Generation) -> None
         log.warning("response cache store failed", exc_info=True)
 
 
-def _record_hit(prepared: _Prepared, hit: CachedResponse, *, stream: bool) -> Execution:
+def _record_hit(prepared: _Prepared, hit: CachedResponse, *, stream: bool) -> FinishedRecord:
     outcome = _hit_outcome(hit, 0.0)
     return record_complete(
         **prepared.record, status="succeeded", output=outcome.output, finish_reason=outcome.finish_reason,

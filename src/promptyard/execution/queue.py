@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from promptyard.errors import TooManyRequests
 
@@ -51,11 +52,16 @@ class ExecutionQueue:
         self._models: dict[str, _ModelSlots] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, model: str) -> Ticket:
-        """Wait for a slot for `model`; raises TooManyRequests when `size` requests are already waiting."""
+    def acquire(self, model: str, *, before_waiting: Callable[[], object] | None = None) -> Ticket:
+        """Wait for a slot for `model`; raises TooManyRequests when `size` requests are already waiting.
+
+        `before_waiting` runs only when a slot is not free at once, right before waiting (the pipeline ends its
+        database transaction there, rather than on every request)."""
         slots = self._slots(model)
         started = time.monotonic()
         if not slots.semaphore.acquire(blocking=False):
+            if before_waiting is not None:
+                before_waiting()
             with slots.lock:
                 if slots.waiting >= self.size:
                     retry_after = max(1.0, slots.mean_hold_s * (slots.waiting + 1) / self.concurrency)
