@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -456,3 +457,33 @@ def test_a_backend_that_fails_to_start_is_a_503_with_nothing_recorded(app):
         execute(ExecutionRequest(model="broken", input="x"))
     assert "weights unreadable" in caught.value.message
     assert count_executions() == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # only SQLite locks the whole database
+def test_a_cache_miss_does_not_lock_the_database_while_the_model_gets_ready(app, database_url):
+    """The miss's UPDATE began a write transaction; it must end before the context check (or a model load)."""
+    path = database_url.removeprefix("sqlite:///")
+    writable = []
+
+    def another_writer_can_write() -> bool:
+        other = sqlite3.connect(path, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # takes the write lock, writes nothing
+            other.rollback()
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            other.close()
+
+    class Probing(FunctionPlugin):
+        def context_length(self):
+            return 1000
+
+        def count_tokens(self, prompt):
+            writable.append(another_writer_can_write())
+            return 1
+
+    install_plugin("probing", Probing(lambda prompt, params: "done", source="fake/probing"))
+    row = execute(ExecutionRequest(model="probing", input="x"))  # greedy by default: looked up in the cache
+    assert row.output == "done" and writable == [True]

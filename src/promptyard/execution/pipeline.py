@@ -2,11 +2,11 @@
 
 Failure policy (the same for `execute` and `execute_stream`): anything that fails *before* generation starts
 (unknown model/prompt, bad params, input too long, queue full, a model that cannot load) raises its typed
-error and records nothing. A backend that generates on a thread of its own (`start_generation`) starts before
-the `running` record is written, so that the two overlap; if writing the record fails, that error is raised
-once the generation is over, again with nothing recorded. Once generation has started, the execution is always recorded and finished:
+error and records nothing. Once generation has started, the execution is always recorded and finished:
 `failed` with the reason when the backend raises (then a 503, or the backend's own typed error), `cancelled`
-with the partial output when a stream is closed early.
+with the partial output when a stream is closed early. A backend that generates on a thread of its own
+(`start_generation`) starts before the `running` record is written, so that the two overlap; if writing the
+record fails, that error is raised once the generation is over, with nothing recorded.
 
 Cache policy: `cache=True` (default) uses the cache only for deterministic params (greedy, temperature 0, or a
 fixed seed); `cache="always"` also caches sampled requests; `cache=False` neither reads nor writes it.
@@ -164,7 +164,7 @@ def execute_stream(request: ExecutionRequest) -> ExecutionStream:
         ticket = get_queue().acquire(prepared.model_name, before_waiting=db.session.commit)
     try:
         running = start_record(**prepared.record, queue_wait_ms=ticket.wait_ms if ticket else 0.0,
-                                    stream=True, cache_hit=hit is not None)
+                               stream=True, cache_hit=hit is not None)
     except BaseException:
         if ticket is not None:
             ticket.release()
@@ -323,11 +323,16 @@ def _cache_lookup(prepared: _Prepared) -> CachedResponse | None:
         return None
     try:
         # A hit's counter update stays in the session: it is committed with the hit's execution record.
-        return get_cache().get(prepared.cache_key, commit=False)
+        hit = get_cache().get(prepared.cache_key, commit=False)
     except Exception:  # noqa: BLE001 - the cache only saves time; when it is down, generate instead
         log.warning("response cache lookup failed", exc_info=True)
         db.session.rollback()
         return None
+    if hit is None:
+        # A miss wrote nothing, but on SQLite its UPDATE began a write transaction, which locks the database for
+        # every other writer: end it now, not after the model has loaded.
+        db.session.rollback()
+    return hit
 
 
 def _cache_store(prepared: _Prepared, text: str, generation: Generation) -> None:
