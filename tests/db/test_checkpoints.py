@@ -49,7 +49,7 @@ def test_a_pass_checkpoints_databases_with_new_commits(tmp_path):
     watched = checkpoints._watched[engine]
     assert watched.commits >= 401
     checkpoints.checkpoint_pending()  # or the background thread did it first: either way, nothing is left
-    assert checkpoints.checkpoint_pending() == 0
+    assert watched.checkpointed == watched.commits
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO t VALUES ('y')"))
     # After a complete checkpoint the next write starts the WAL over: it holds that write's frames alone.
@@ -73,5 +73,5 @@ def test_a_deleted_database_is_not_recreated(tmp_path):
     engine.dispose()
     path.unlink()
     checkpoints._watched[engine].checkpointed = -1  # pending whatever the background thread did
-    assert checkpoints.checkpoint_pending() == 0
+    checkpoints.checkpoint_pending()  # (other tests' databases may be checkpointed in the same pass)
     assert not path.exists()

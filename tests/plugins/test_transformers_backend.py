@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import threading
@@ -204,6 +205,22 @@ def test_every_generation_of_a_model_runs_on_its_one_generation_thread(tiny_gpt2
     assert streamed == plugin.generate(PROMPT, params).text
     assert len(threads) == 5 and len(set(threads)) == 1
     assert threads[0] not in {threading.get_ident(), *(caller.ident for caller in callers)}
+    generation_thread = next(t for t in threading.enumerate() if t.ident == threads[0])
+    assert generation_thread.daemon  # a generation in flight never holds up the process's exit
+
+
+def test_the_generation_thread_ends_once_its_plugin_is_gone(tiny_gpt2_dir):
+    plugin = TransformersPlugin(str(tiny_gpt2_dir))
+    plugin.load()
+    threads = []
+    generate = plugin.model.generate
+    plugin.model.generate = lambda *a, **k: threads.append(threading.current_thread()) or generate(*a, **k)
+    plugin.generate(PROMPT, GenerationParams(max_new_tokens=2))
+    del plugin
+    gc.collect()
+    threads[0].join(5)
+    assert not threads[0].is_alive()
+
 
 
 def test_a_failing_generation_is_a_503_and_the_thread_serves_the_next(tiny_gpt2_dir, monkeypatch):

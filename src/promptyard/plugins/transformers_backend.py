@@ -9,9 +9,11 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+import queue
+import weakref
+from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any, Callable, Generator, TypeVar
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, Progress, PromptInput
@@ -42,6 +44,44 @@ STREAM_JOIN_SECONDS = 10.0
 
 def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000
+
+
+T = TypeVar("T")
+
+
+class _GenerationThread:
+    """Runs submitted calls one at a time on one daemon thread, started on first use. Daemon, unlike a
+    ThreadPoolExecutor's threads: a generation in flight must not hold up the process's exit (its record, left
+    `running`, is marked failed at the next start). The thread ends once this object is garbage-collected."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._started = False
+        weakref.finalize(self, self._calls.put, None)
+
+    def submit(self, call: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._calls.put((call, future))
+        with self._lock:
+            if not self._started:
+                threading.Thread(target=_serve_calls, args=(self._calls,), name="promptyard-generate",
+                                 daemon=True).start()
+                self._started = True
+        return future
+
+
+def _serve_calls(calls: queue.SimpleQueue) -> None:
+    # Only the queue is held here, never the plugin: an idle thread must not keep its model alive.
+    while (item := calls.get()) is not None:
+        call, future = item
+        item = None
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(exc)
+        call = future = None
 
 
 class TransformersPlugin(LLMPlugin):
@@ -78,7 +118,7 @@ class TransformersPlugin(LLMPlugin):
         # makes seeded sampling unsafe to interleave, and the execution queue already bounds how many requests
         # wait here. One thread: torch keeps per-thread state (its OpenMP team, kernel caches), and generations that
         # hopped between the server's request threads were ~3 ms slower each in the benchmark (bench/README.md).
-        self._generation_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptyard-generate")
+        self._generation_thread = _GenerationThread()
         self._last_tokenized: tuple[str, dict[str, torch.Tensor]] | None = None
 
     @property
