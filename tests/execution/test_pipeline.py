@@ -367,8 +367,6 @@ def test_a_hit_whose_record_fails_does_not_count_the_hit(install):
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_the_returned_record_matches_the_stored_one(install, cache):
-    from promptyard.execution.pipeline import execution_to_dict
-
     install("m")
     execute(ExecutionRequest(model="m", input="x"))
     row = execute(ExecutionRequest(model="m", input="x", cache=cache))
