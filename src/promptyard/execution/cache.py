@@ -133,18 +133,18 @@ class DatabaseCache(ResponseCache):
             with db.engine.begin() as conn:
                 row = self._find(conn, key)
         else:
-            row = self._find(db.session, key)
+            row = self._find(db.session.connection(), key)  # Core on the session's connection: no ORM layer
         self._count(row is not None)
         if row is None:
             return None
         return CachedResponse(row["output"], row["finish_reason"], row["tokens_in"], row["tokens_out"])
 
-    def _find(self, executor: Any, key: str) -> Any:
-        """The live entry's values, its hit counted in the same statement. `executor`: a connection or session.
+    def _find(self, connection: Any, key: str) -> Any:
+        """The live entry's values, its hit counted in the same statement, on `connection`.
 
         An expired entry is left for the next put's eviction to delete: a miss writes nothing.
         """
-        return executor.execute(self._hit, {"entry_key": key, "hit_at": self.clock()}).mappings().first()
+        return connection.execute(self._hit, {"entry_key": key, "hit_at": self.clock()}).mappings().first()
 
     def put(self, key: str, model_name: str, params: dict[str, Any], response: CachedResponse) -> None:
         t, now = self._table, self.clock()
