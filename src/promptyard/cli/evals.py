@@ -90,11 +90,11 @@ def run_(dataset_name, model, prompt, n, ks, limit, mode, dataset_path, no_progr
     )
     click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
     if no_progress:
-        runs.execute_run(row.id)
+        result = runs.execute_run(row.id, per_task=True)
     else:
         with PhaseBars() as bars:
-            runs.execute_run(row.id, on_progress=bars)
-    click.echo(json.dumps(runs.run_to_dict(runs.get_run(row.id), per_task=True), indent=2))
+            result = runs.execute_run(row.id, on_progress=bars, per_task=True)
+    click.echo(json.dumps(result, indent=2))
 
 
 class PhaseBars:
@@ -107,9 +107,9 @@ class PhaseBars:
         self.bar = None
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
         if phase != self.phase:
+            from tqdm import tqdm
+
             self.close()
             self.phase = phase
             self.bar = tqdm(total=total, initial=done, file=sys.stderr, desc=self.LABELS[phase], unit="sample")

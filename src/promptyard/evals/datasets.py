@@ -195,12 +195,11 @@ def mbpp_task_from_row(path, number: int, row: dict) -> Task:
     )
 
 
-def load_mbpp(path: Path | str | None = None, *, config: str = "sanitized") -> Dataset:
+def load_mbpp(path: Path | str | None = None, *, name: str = "mbpp") -> Dataset:
     """MBPP from a local JSONL file, or from the Hugging Face hub with `datasets` when no path is given.
 
-    `config` is the hub config, sanitized or full; it also names the dataset (mbpp, mbpp-full).
+    `name`: mbpp or mbpp-full, which pick the hub's config (MBPP_CONFIGS: sanitized or full).
     """
-    name = {known: name for name, known in MBPP_CONFIGS.items()}[config]
     if path is not None:
         tasks = {}
         for number, row in read_jsonl(path):
@@ -209,13 +208,14 @@ def load_mbpp(path: Path | str | None = None, *, config: str = "sanitized") -> D
         if not tasks:
             raise _bad(path, 1, "the file holds no tasks.")
         return Dataset(name, tasks)
-    return _mbpp_from_hub(name, config)
+    return _mbpp_from_hub(name)
 
 
-def _mbpp_from_hub(name: str, config: str) -> Dataset:
+def _mbpp_from_hub(name: str) -> Dataset:
     """Download google-research-datasets/mbpp (full or sanitized) through `datasets`; needs the network."""
     from promptyard.errors import Unavailable
 
+    config = MBPP_CONFIGS[name]
     try:
         import datasets as hf_datasets
 
@@ -398,7 +398,7 @@ def load_dataset(name: str, path: Path | str | None = None, *, home: Path | str 
     if name == "humaneval":
         return load_humaneval() if path is None else _humaneval_from(path)
     if name in MBPP_CONFIGS:
-        return load_mbpp(path, config=MBPP_CONFIGS[name])
+        return load_mbpp(path, name=name)
     if path is not None:
         return parse_custom(path, name)
     if home is not None and (custom_dir(home) / f"{name}.jsonl").is_file():

@@ -164,11 +164,13 @@ def _quiet(phase: str, done: int, total: int) -> None:
     """No one is watching (a background job): progress is read from the run's row."""
 
 
-def execute_run(run_id: int, on_progress: Progress = _quiet) -> dict:
-    """The job: generate what is missing, execute what is unscored, then score. Safe to call again after a crash."""
+def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool = False) -> dict:
+    """The job: generate what is missing, execute what is unscored, then score. Safe to call again after a crash.
+
+    Returns the run as run_to_dict gives it (with each task's pass@k when `per_task`)."""
     run = get_run(run_id)
     if run.status in ("succeeded", "failed"):
-        return run_to_dict(run)
+        return run_to_dict(run, per_task=per_task)
     run.status, run.started_at = "running", run.started_at or utcnow()
     db.session.commit()
     try:
@@ -183,7 +185,7 @@ def execute_run(run_id: int, on_progress: Progress = _quiet) -> dict:
         run.status, run.error, run.finished_at = "failed", f"{exc.__class__.__name__}: {exc}", utcnow()
         db.session.commit()
         log.exception("evaluation run %s failed", run_id)
-    return run_to_dict(run)
+    return run_to_dict(run, per_task=per_task)
 
 
 def _generate_missing(run: EvalRun, tasks: list[Task], on_progress: Progress) -> None:

@@ -278,11 +278,8 @@ def _kill_descendants() -> None:
             os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return  # the usual case: the sample left nothing
-        fd = os.open(listing, os.O_RDONLY)
-        try:
-            children = [int(pid) for pid in _read_all(fd).split()]
-        finally:
-            os.close(fd)
+        with open(listing, "rb") as handle:
+            children = [int(pid) for pid in handle.read().split()]
         for child in children:
             try:
                 os.kill(child, signal.SIGKILL)
@@ -293,13 +290,6 @@ def _kill_descendants() -> None:
                 os.waitpid(child, 0)
             except ChildProcessError:
                 pass
-
-
-def _read_all(fd: int) -> bytes:
-    data = b""
-    while chunk := os.read(fd, 1 << 16):
-        data += chunk
-    return data
 
 
 def _empty_temporary() -> None:
