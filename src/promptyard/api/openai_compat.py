@@ -26,16 +26,19 @@ api = APIBlueprint("openai_compat", __name__, abp_tags=[Tag(name="openai-compati
                    abp_security=[{"bearer": []}])
 
 
-# Like OpenAI's API, fields of the wrong type ("64" for max_tokens, "yes" for stream) are refused, not converted.
-class StreamOptions(BaseModel):
+class _OpenAIFields(BaseModel):
+    # Like OpenAI's API, fields of the wrong type ("64" for max_tokens, "yes" for stream) are refused, not
+    # converted; fields promptyard does not use are accepted and ignored.
     model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class StreamOptions(_OpenAIFields):
     include_usage: bool = False
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(_OpenAIFields):
     """The OpenAI request fields promptyard honours; other OpenAI fields are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
     model: str = Field(min_length=1, max_length=300, description="A registered model or prompt:NAME@LABEL.")
     max_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -49,8 +52,7 @@ class SamplingFields(BaseModel):
     cache: bool | Literal["always"] = Field(True, description="promptyard's response cache (send with extra_body).")
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+class ChatMessage(_OpenAIFields):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
 

@@ -9,7 +9,7 @@ from sqlalchemy import Row
 from promptyard.db.models import ModelConfig
 from promptyard.errors import Unprocessable
 from promptyard.execution.resolve import ResolvedPrompt
-from promptyard.plugins.base import GenerationParams, LLMPlugin, PromptInput, validate_params
+from promptyard.plugins.base import GenerationParams, LLMPlugin, PromptInput, generation_fields, validate_params
 from promptyard.plugins.textgen import fit_to_context
 
 if TYPE_CHECKING:
@@ -60,11 +60,9 @@ def merge_params(model: ModelConfig | Row, resolved: ResolvedPrompt | None, requ
     Stored defaults are checked strictly when saved; rows saved before that may hold convertible text ("64"),
     which is converted here rather than making every run on them fail.
     """
-    known = GenerationParams.model_fields
-    stored = {k: v for k, v in (model.params or {}).items() if k in known}
+    stored = generation_fields(model.params)
     if resolved is not None:
-        # A version may keep other settings beside generation params (a default model, say); they are not ours.
-        stored.update({k: v for k, v in resolved.params.items() if k in known})
+        stored.update(generation_fields(resolved.params))
     merged = validate_params(stored, strict=False).model_dump(include=set(stored))
     merged.update(requested)
     return validate_params(merged)

@@ -41,6 +41,11 @@ class GenerationParams(BaseModel):
         return not self.do_sample or self.temperature == 0 or self.seed is not None
 
 
+def generation_fields(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The generation params among stored settings (a version may keep others, a default model say)."""
+    return {name: value for name, value in (params or {}).items() if name in GenerationParams.model_fields}
+
+
 def validate_params(params: dict[str, Any], *, strict: bool = True) -> GenerationParams:
     """GenerationParams from a dict, or a 422 naming each bad param; strict=False converts what it can ("64")."""
     try:

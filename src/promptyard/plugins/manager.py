@@ -93,7 +93,8 @@ class ModelManager:
             if plugin is not None:
                 return plugin
             plugin = factory()
-            incoming = plugin.estimated_memory_bytes()
+            # Without a bound (None: given as such, or no default could be worked out) nothing is sized.
+            incoming = plugin.estimated_memory_bytes() if self._budget is not None else 0
             with self._memory_load_lock if incoming > 0 else contextlib.nullcontext():
                 self._make_room(key, incoming)
                 plugin.load()  # a failure propagates and leaves nothing behind; the next call tries again

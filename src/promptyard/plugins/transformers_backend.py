@@ -7,9 +7,9 @@ this module, so that starting the API or the CLI stays fast.
 from __future__ import annotations
 
 import gc
+import queue
 import threading
 import time
-import queue
 import weakref
 from concurrent.futures import Future, wait
 from pathlib import Path

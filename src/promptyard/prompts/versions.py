@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from promptyard.db import db, utcnow
 from promptyard.db.models import PromptVersion
 from promptyard.errors import Conflict, Unprocessable
-from promptyard.plugins.base import GenerationParams, validate_params
+from promptyard.plugins.base import generation_fields, validate_params
 from promptyard.prompts.library import get_prompt, get_version, latest_version, require_active
 from promptyard.prompts.templates import validate_template
 
@@ -35,7 +35,7 @@ def check_params(params: Any) -> dict[str, Any]:
         json.dumps(params)
     except (TypeError, ValueError):
         raise Unprocessable("'params' must hold JSON values only.", code="invalid_params") from None
-    validate_params({name: value for name, value in params.items() if name in GenerationParams.model_fields})
+    validate_params(generation_fields(params))
     return params
 
 
