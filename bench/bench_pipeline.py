@@ -165,9 +165,9 @@ def round_processes(work: Path, database_url: str, model_name: str, tokens: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens of each greedy generation")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=int, default=10,
                         help="rounds, each with a fresh server process and a fresh raw process (samples are pooled)")
-    parser.add_argument("--repeat", type=int, default=200, help="raw/uncached pairs, over all rounds")
+    parser.add_argument("--repeat", type=int, default=300, help="raw/uncached pairs, over all rounds")
     parser.add_argument("--cached-repeat", type=int, default=1000, help="timed cached requests, over all rounds")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--pause-ms", type=float, default=5,
