@@ -8,8 +8,8 @@ one keep-alive connection with the standard library's `http.client` (httpx spend
 client itself, which is not the server's latency). Prints one table; see bench/README.md for recorded results.
 
 Why rounds of fresh processes: how fast one process runs the same generation depends on that process (string hash
-randomisation, memory layout): the same model in two processes differs by up to ~1.5 ms (3-4%) at the median, for
-the whole life of the processes. Samples from one pair of processes measure that pair; pooling rounds averages it
+randomisation, memory layout): the same model in two processes differed by -1.9 to +1.2 ms (up to ~4%) at the
+median, for the whole life of the processes. Samples from one pair of processes measure that pair; pooling rounds averages it
 out, as pyperf does by spreading a benchmark over many processes.
 """
 
@@ -186,7 +186,8 @@ def main() -> int:
         serve_raw(args.raw, args.tokens)
         return 0
     if args.rounds < 1 or args.repeat < args.rounds or args.cached_repeat < args.rounds:
-        parser.error("--repeat and --cached-repeat need at least one sample per round")
+        parser.error("--rounds must be at least 1, and --repeat and --cached-repeat at least --rounds (a sample "
+                     "per round)")
 
     from tiny_models import build_tiny_gpt2
 
