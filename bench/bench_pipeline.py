@@ -133,9 +133,10 @@ def start_process(*args: str) -> subprocess.Popen:
 
 
 def first_line(process: subprocess.Popen, what: str) -> str:
+    """The process's next line of stdout; an error when it ended instead (at start-up or during the run)."""
     line = process.stdout.readline().strip()
     if not line:
-        raise RuntimeError(f"the {what} process did not start (exit code {process.wait()})")
+        raise RuntimeError(f"the {what} process ended (exit code {process.wait()}); its error is above")
     return line
 
 
@@ -147,7 +148,7 @@ def round_processes(work: Path, database_url: str, model_name: str, tokens: int)
     raw = start_process("--raw", str(work / "tiny-gpt2"), "--tokens", str(tokens))
     try:
         port = first_line(server, "server")
-        first_line(raw, "raw generation")
+        first_line(raw, "raw generation")  # "ready"
 
         def generate_raw() -> tuple[float, int]:
             raw.stdin.write("go\n")
