@@ -95,6 +95,19 @@ class Generation:
         return asdict(self)
 
 
+@dataclass
+class BatchItem:
+    """One prompt of a batch, to be answered `n` times (n samples) with the same params."""
+
+    prompt: PromptInput
+    params: GenerationParams
+    n: int = 1
+
+
+# Per item, its n samples in order: each a Generation, or the exception that sample ended with.
+BatchResult = list[list[Union[Generation, Exception]]]
+
+
 class AgentTool(ABC):
     """Anything an agent can call: a name, a description, a JSON-schema input and execute()."""
 
@@ -157,6 +170,22 @@ class LLMPlugin(AgentTool):
         """Start generate() without waiting for it, when the backend generates on a thread of its own: the pipeline
         writes the execution's `running` record meanwhile. None (the default): the caller calls generate()."""
         return None
+
+    def generate_batch(self, items: list[BatchItem]) -> BatchResult:
+        """Answer many prompts, each `item.n` times, as fast as the backend allows (batches, requests in flight).
+
+        A sample that fails is its exception in place; the others go on. The default asks generate() one sample at
+        a time: correct for any backend, fast for none. Backends that can batch override it."""
+        results: BatchResult = []
+        for item in items:
+            samples: list[Union[Generation, Exception]] = []
+            for _ in range(item.n):
+                try:
+                    samples.append(self.generate(item.prompt, item.params))
+                except Exception as exc:  # noqa: BLE001 - one failed sample must not lose the others
+                    samples.append(exc)
+            results.append(samples)
+        return results
 
     def load(self) -> None:
         """Make the model ready (download nothing: a missing model is an error)."""

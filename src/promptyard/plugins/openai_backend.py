@@ -5,13 +5,15 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generator, Iterator
 
 import httpx
 
 from promptyard.errors import PromptyardError, TooManyRequests, Unavailable, Unprocessable
-from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput
+from promptyard.plugins.base import BatchItem, BatchResult, Generation, GenerationParams, LLMPlugin, PromptInput
 from promptyard.plugins.textgen import StopBuffer, cut_at_stop
 
 DEFAULTS = {
@@ -21,6 +23,9 @@ DEFAULTS = {
     "backoff": 0.5,  # seconds before the first retry; doubles each time
     "max_backoff": 8.0,
     "max_retry_after": 30.0,  # a Retry-After longer than this is passed on to our caller instead of waited out
+    # Requests this model has in flight at once from batches (evaluation runs): the server (vLLM, TGI, llama.cpp's)
+    # batches concurrent requests itself; the bound keeps one run from flooding it.
+    "max_in_flight": 8,
 }
 
 
@@ -99,8 +104,12 @@ class OpenAICompatiblePlugin(LLMPlugin):
             self.settings = {key: float(self.options.get(key, default)) for key, default in DEFAULTS.items()}
         except (TypeError, ValueError) as exc:
             raise Unprocessable(f"Bad timeout or retry option: {exc}", code="invalid_options") from exc
+        if self.settings["max_in_flight"] < 1:
+            raise Unprocessable("options.max_in_flight must be at least 1.", code="invalid_options")
         self.base_url = source.rstrip("/")
         self._client: httpx.Client | None = None
+        # Shared by every batch on this model (one plugin instance serves one registered model).
+        self._in_flight = threading.BoundedSemaphore(int(self.settings["max_in_flight"]))
 
     # --- connection ------------------------------------------------------------------------------------------
 
@@ -257,6 +266,28 @@ class OpenAICompatiblePlugin(LLMPlugin):
             finish_reason="stop" if stopped else _finish_reason(choice.get("finish_reason")),
             timings={"generate": (time.perf_counter() - started) * 1000},
         )
+
+    def generate_batch(self, items: list[BatchItem]) -> BatchResult:
+        """Every sample as its own request, at most max_in_flight of this model's at once (the server batches them);
+        each sample's failure stays its own."""
+        samples = [(index, sample) for index, item in enumerate(items) for sample in range(item.n)]
+        results: BatchResult = [[None] * item.n for item in items]  # type: ignore[list-item]
+        if not samples:
+            return results
+
+        def one(index: int) -> Generation | Exception:
+            with self._in_flight:
+                try:
+                    return self.generate(items[index].prompt, items[index].params)
+                except Exception as exc:  # noqa: BLE001 - one failed sample must not lose the others
+                    return exc
+
+        workers = min(len(samples), int(self.settings["max_in_flight"]))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptyard-batch") as pool:
+            futures = [pool.submit(one, index) for index, _ in samples]
+            for (index, sample), future in zip(samples, futures):
+                results[index][sample] = future.result()
+        return results
 
     def stream(self, prompt: PromptInput, params: GenerationParams) -> Generator[str, None, Generation]:
         path, payload = self._payload(prompt, params, stream=True)

@@ -35,3 +35,33 @@ class StopOnEvent(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class RowFinish(StoppingCriteria):
+    """For a batch: ends each row at its end-of-sequence token or stop sequence, and remembers how many tokens each
+    row had generated then (`lengths`, None for a row still going): finished rows are padded while the others run,
+    and the padding (often the end-of-sequence token itself) must not count as output."""
+
+    def __init__(self, tokenizer, stops: list[str], start: int, eos_ids: set[int], rows: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.start = start
+        self.eos_ids = eos_ids
+        self.window = 4 * max((len(s) for s in self.stops), default=0) + 8
+        self.lengths: list[int | None] = [None] * rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        done = []
+        for index, row in enumerate(input_ids):
+            if self.lengths[index] is None and self._ends(row):
+                self.lengths[index] = len(row) - self.start
+            done.append(self.lengths[index] is not None)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    def _ends(self, row: torch.Tensor) -> bool:
+        if int(row[-1]) in self.eos_ids:
+            return True
+        if not self.stops:
+            return False
+        text = self.tokenizer.decode(row[self.start:][-self.window:], skip_special_tokens=True)
+        return any(stop in text for stop in self.stops)

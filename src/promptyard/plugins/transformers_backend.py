@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generator, TypeVar
 
 from promptyard.errors import NotFound, Unavailable, Unprocessable
-from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, Progress, PromptInput
+from promptyard.plugins.base import (
+    BatchItem,
+    BatchResult,
+    Generation,
+    GenerationParams,
+    LLMPlugin,
+    Progress,
+    PromptInput,
+)
 from promptyard.plugins.hf_files import (
     cached_snapshot,
     download_snapshot,
@@ -89,11 +97,12 @@ def _serve_calls(calls: queue.SimpleQueue) -> None:
 
 
 class TransformersPlugin(LLMPlugin):
-    """A transformers model. Options: trust_remote_code, device, dtype, prompt_format, cache_dir."""
+    """A transformers model. Options: trust_remote_code, device, dtype, prompt_format, cache_dir, max_batch_size."""
 
     name = "transformers"
     description = "Hugging Face transformers: causal or seq2seq models from a hub id or a local folder."
-    operational_options = frozenset({"cache_dir"})
+    # max_batch_size: rows per batched generate call (evaluation runs); greedy output does not depend on it.
+    operational_options = frozenset({"cache_dir", "max_batch_size"})
 
     def __init__(
         self,
@@ -378,6 +387,12 @@ class TransformersPlugin(LLMPlugin):
 
     def generate(self, prompt: PromptInput, params: GenerationParams) -> Generation:
         return self.start_generation(prompt, params).result()
+
+    def generate_batch(self, items: list[BatchItem]) -> BatchResult:
+        """Many prompts and samples per generate call (see transformers_batch)."""
+        from promptyard.plugins.transformers_batch import generate_batch
+
+        return generate_batch(self, items)
 
     def start_generation(self, prompt: PromptInput, params: GenerationParams) -> Future[Generation]:
         """Encode and check on the caller's thread (a bad input raises here), then generate on the model's thread."""
