@@ -381,11 +381,17 @@ class PromptyardClient:
 
     def start_eval(self, dataset: str, model: str, *, prompt: str | None = None, version: int | None = None,
                    label: str | None = None, n: int | None = None, k: list[int] | None = None,
-                   params: dict | None = None, limit: int | None = None) -> dict:
-        """Start an evaluation run (HumanEval, MBPP or a custom dataset); returns the queued run."""
+                   params: dict | None = None, limit: int | None = None, mode: str | None = None,
+                   timeout: float | None = None) -> dict:
+        """Start an evaluation run (HumanEval, MBPP or a custom dataset); returns the queued run. `params`: generation
+        params for every sample; `timeout`: seconds each sample's tests may run."""
         body = _drop_none({"dataset": dataset, "model": model, "prompt": prompt, "version": version, "label": label,
-                           "n": n, "k": k, "params": params, "limit": limit})
+                           "n": n, "k": k, "params": params, "limit": limit, "mode": mode, "timeout": timeout})
         return self._json("POST", "/api/v1/evals", json_body=body)
+
+    def resume_eval(self, run_id: int) -> dict:
+        """Take up a stopped run where it stopped (what it has is kept); returns the queued run."""
+        return self._json("POST", f"/api/v1/evals/{run_id}/resume")
 
     def list_evals(self, limit: int = 50, offset: int = 0) -> dict:
         """Evaluation runs, newest first."""

@@ -65,7 +65,7 @@ def test_register_lists_and_runs_a_custom_dataset(app, client):
     # Kept as sent (no partial file left beside it), loaded by name like a CLI-registered one.
     assert stored(app) == ["mine.jsonl"]
     assert (datasets.custom_dir(app.config["PROMPTYARD_HOME"]) / "mine.jsonl").read_text() == GOOD
-    assert runs.create_run("mine", "fake", n=3, k=[1], submit=False).progress_total == 6
+    assert runs.create_run("mine", "fake", n=3, k=[1], submit=False, params={"temperature": 0.8}).progress_total == 6
 
 
 def test_a_taken_name_is_409_and_keeps_the_first_tasks(app, client, cli, tmp_path):

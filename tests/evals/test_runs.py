@@ -26,6 +26,7 @@ def answer(prompt, params) -> str:
 
 
 PLUGIN = FunctionPlugin(answer)
+SAMPLED = {"temperature": 0.8, "top_p": 0.95}  # n > 1 needs sampling
 
 
 def generate(run, task, index):
@@ -47,7 +48,7 @@ def wait(app, run_id):
 
 def test_run_generates_executes_and_scores(app):
     CALLS.clear()
-    run = runs.create_run("humaneval", "fake", n=2, k=[1, 2], limit=4)
+    run = runs.create_run("humaneval", "fake", n=2, k=[1, 2], limit=4, params=SAMPLED)
     run = wait(app, run.id)
     assert run.status == "succeeded"
     assert run.progress_done == run.progress_total == 8
@@ -133,7 +134,7 @@ def test_progress_moves_through_generation_then_execution(app, client):
         return generate(run_row, task, index)
 
     app.config["PROMPTYARD_EVAL_GENERATE"] = watched
-    run = runs.create_run("humaneval", "fake", n=2, k=[1], limit=2, submit=False)
+    run = runs.create_run("humaneval", "fake", n=2, k=[1], limit=2, submit=False, params=SAMPLED)
     assert client.get(f"/api/v1/evals/{run.id}").get_json()["progress"] == {
         "done": 0, "total": 4, "generated": 0, "phase": "queued"}
     reported, seen_executing = [], []
@@ -253,7 +254,8 @@ def test_api_unknown_runs(client, app):
 
 
 def test_cli_run_and_compare(cli):
-    first = cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "--limit", "2", "-n", "2", "-k", "1,2")
+    first = cli("eval", "run", "--dataset", "humaneval", "--model", "fake", "--limit", "2", "-n", "2", "-k", "1,2",
+                "--param", "temperature=0.8")
     assert first.exit_code == 0, first.output
     run = json.loads(first.stdout)
     assert run["status"] == "succeeded" and run["pass_at_k"] == {"pass@1": 0.5, "pass@2": 0.5}

@@ -79,7 +79,7 @@ def test_api_run_through_the_pipeline_scores_pass_at_k(app, client):
     model = CompletionModel()
     install_plugin("coder", FunctionPlugin(model))
     response = client.post("/api/v1/evals", json={
-        "dataset": "humaneval", "model": "coder", "n": 3, "k": [1, 2], "limit": 4,
+        "dataset": "humaneval", "model": "coder", "n": 3, "k": [1, 2], "limit": 4, "params": {"temperature": 0.8},
     })
     assert response.status_code == 202, response.get_json()
     assert response.get_json()["status"] in ("queued", "running", "succeeded")
@@ -160,6 +160,7 @@ def test_run_against_a_labelled_version_feeds_the_experiment_pass_rate(app, clie
 
     response = client.post("/api/v1/evals", json={
         "dataset": "humaneval", "model": "coder", "prompt": "wrap", "label": "candidate", "n": 2, "k": [1],
+        "params": {"temperature": 0.7},
         "limit": 4,
     })
     assert response.status_code == 202, response.get_json()
@@ -187,7 +188,8 @@ def test_run_against_a_labelled_version_feeds_the_experiment_pass_rate(app, clie
 def test_cli_run_through_the_pipeline(app, cli):
     model = CompletionModel()
     install_plugin("coder", FunctionPlugin(model))
-    result = cli("eval", "run", "--dataset", "humaneval", "--model", "coder", "-n", "3", "-k", "1,2", "--limit", "4")
+    result = cli("eval", "run", "--dataset", "humaneval", "--model", "coder", "-n", "3", "-k", "1,2", "--limit", "4",
+                 "--param", "temperature=0.8")
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout[result.stdout.index("{"):])
     assert run["status"] == "succeeded" and run["progress"]["done"] == run["progress"]["total"] == 12

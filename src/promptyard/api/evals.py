@@ -28,7 +28,11 @@ class EvalCreate(Body):
     label: str | None = Field(None, max_length=100)
     n: int = Field(1, ge=1, le=1000, description="Completions per task.")
     k: list[int] = Field(default_factory=lambda: [1], min_length=1, description="pass@k values to report.")
-    params: dict = Field(default_factory=dict, description="Generation parameters.")
+    params: dict = Field(
+        default_factory=dict,
+        description="Generation parameters for every sample (temperature, top_p, max_new_tokens, seed, stop...). "
+        "A temperature above 0 turns sampling on; n > 1 with greedy decoding is refused (422 greedy_with_n).",
+    )
     limit: int | None = Field(None, ge=1, description="Only the first N tasks.")
     mode: Literal["completion", "chat"] = "completion"
     timeout: float = Field(3.0, gt=0, le=60, description="Seconds per sample in the sandbox.")
@@ -66,6 +70,14 @@ def create_eval(body: EvalCreate):
         k=body.k, params=body.params, limit=body.limit, mode=body.mode, timeout=body.timeout,
     )
     return runs.run_to_dict(run), 202
+
+
+@api.post("/<int:run_id>/resume", responses={202: None})
+@require_role("editor")
+def resume_eval(path: RunPath):
+    """Take up a stopped run where it stopped: failed (the backend went down), or finished with generation
+    failures; what it has is kept, what is missing or failed is generated. 409 while it runs or when complete."""
+    return runs.run_to_dict(runs.resume_run(path.run_id)), 202
 
 
 @api.get("")

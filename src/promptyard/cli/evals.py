@@ -68,33 +68,70 @@ def _instance_home() -> str | None:
     return os.environ.get("PROMPTYARD_HOME", "instance")
 
 
+def _param(pairs: tuple[str, ...]) -> dict:
+    """`--param temperature=0.8 --param stop='["\\n"]'`: each value read as JSON (numbers, true/false, lists),
+    else kept as text."""
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"'{pair}' is not NAME=VALUE (e.g. temperature=0.8).", param_hint="--param")
+        try:
+            params[name.strip()] = json.loads(value)
+        except ValueError:
+            params[name.strip()] = value
+    return params
+
+
 @command.command("run")
-@click.option("--dataset", "dataset_name", required=True, help=DATASET_HELP)
-@click.option("--model", required=True, help="A registered model name.")
+@click.option("--dataset", "dataset_name", default=None, help=DATASET_HELP + " Required unless --resume.")
+@click.option("--model", default=None, help="A registered model name. Required unless --resume.")
 @click.option("--prompt", default=None, help="Library prompt as NAME, NAME@LABEL or NAME@vN.")
 @click.option("-n", "n", type=click.IntRange(1, 1000), default=1, show_default=True, help="Completions per task.")
 @click.option("-k", "ks", default="1", show_default=True, help="Comma-separated k values.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N tasks.")
 @click.option("--mode", type=click.Choice(["completion", "chat"]), default="completion", show_default=True)
+@click.option("--param", "param_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A generation param for every sample, repeatable: --param temperature=0.8 --param top_p=0.95 "
+                   "(a temperature above 0 turns sampling on). n > 1 needs sampling.")
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=60), default=3.0, show_default=True,
+              help="Seconds each sample's tests may run in the sandbox.")
+@click.option("--resume", "resume_id", type=int, default=None,
+              help="Take up the stopped run RUN_ID where it stopped (nothing it has is generated again).")
 @click.option("--dataset-path", type=click.Path(dir_okay=False), default=None)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 @with_appcontext
-def run_(dataset_name, model, prompt, n, ks, limit, mode, dataset_path, no_progress) -> None:
+def run_(dataset_name, model, prompt, n, ks, limit, mode, param_pairs, timeout, resume_id, dataset_path,
+         no_progress) -> None:
     """Generate, execute and score an evaluation run here, then print it, with each task's pass@k, as JSON."""
     from promptyard.evals import runs
 
-    name, version, label = _prompt_ref(prompt)
-    row = runs.create_run(
-        dataset_name, model, prompt=name, version=version, label=label, n=n, k=_ks(ks), limit=limit, mode=mode,
-        dataset_path=dataset_path, submit=False,
-    )
-    click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
+    if resume_id is not None:
+        row = runs.resume_run(resume_id, submit=False)
+        click.echo(f"Resuming evaluation run {row.id}: {row.progress_total} samples.", err=True)
+    else:
+        if not dataset_name or not model:
+            raise click.UsageError("--dataset and --model are required (or --resume RUN_ID).")
+        name, version, label = _prompt_ref(prompt)
+        row = runs.create_run(
+            dataset_name, model, prompt=name, version=version, label=label, n=n, k=_ks(ks), limit=limit,
+            mode=mode, params=_param(param_pairs), timeout=timeout, dataset_path=dataset_path, submit=False,
+        )
+        click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
     if no_progress:
         result = runs.execute_run(row.id, per_task=True)
     else:
         with PhaseBars() as bars:
             result = runs.execute_run(row.id, on_progress=bars, per_task=True)
+    if result["generation_failures"]:
+        click.echo(f"{result['generation_failures']} sample(s) were never generated (counted as not passed); "
+                   f"`promptyard eval run --resume {row.id}` tries them again.", err=True)
+    if result["status"] == "failed":
+        click.echo(f"The run stopped: {result['error']}\nResume it with `promptyard eval run --resume {row.id}`.",
+                   err=True)
     click.echo(json.dumps(result, indent=2))
+    if result["status"] == "failed":
+        raise SystemExit(1)
 
 
 class PhaseBars:

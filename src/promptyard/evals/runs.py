@@ -12,49 +12,22 @@ from sqlalchemy import case, func, select
 from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
 from promptyard.db.models import PromptVersion
-from promptyard.errors import NotFound, Unprocessable
+from promptyard.errors import Conflict, NotFound, Unprocessable
 from promptyard.evals import passk, prompting
 from promptyard.evals.datasets import Dataset, Task, load_dataset
 from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
-from promptyard.execution.pipeline import ExecutionRequest, execute
+from promptyard.evals.generation import GENERATION_FAILED, generate_missing, pipeline_generate, task_variables
 from promptyard.models import service as models_service
+from promptyard.plugins.base import generation_fields, validate_params
 from promptyard.prompts import library
 from promptyard.prompts.templates import VariableError, build_context
 
 log = logging.getLogger(__name__)
 
-# (run, task, sample index) -> (raw model output, execution id or None)
-Generator = Callable[[EvalRun, Task, int], "tuple[str, int | None]"]
 # (phase, samples done in it, samples in all): called after each sample is generated or executed and saved.
 Progress = Callable[[str, int, int], None]
 MODES = ("completion", "chat")
-
-
-def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | None]:
-    """Generate through the execution pipeline, so the generation is recorded and cached like any other."""
-    request = ExecutionRequest(
-        model=run.model_name,
-        prompt=run.prompt_name,
-        # The version resolved when the run was created, even when it was named by a label: a label moved
-        # mid-run must not mix two versions into one run's pass rate.
-        version=run.version_number if run.prompt_name else None,
-        variables=_task_variables(db.session.get(PromptVersion, run.version_id), task) if run.prompt_name else {},
-        input=None if run.prompt_name else prompting.model_input(task, run.mode),
-        params=dict(run.params or {}),
-        # With n > 1 the samples must differ, so only a single-sample run may be served from the cache.
-        cache=run.n == 1,
-        source="eval",
-    )
-    row = execute(request)
-    return row.output or "", row.id
-
-
-def _task_variables(version: PromptVersion | None, task: Task) -> dict:
-    """The task's fields the prompt version declares (templates refuse undeclared variables)."""
-    offered = prompting.template_variables(task)
-    declared = {spec.get("name") for spec in (version.variables or [])} if version is not None else set(offered)
-    return {name: value for name, value in offered.items() if name in declared}
 
 
 def _check_prompt_fits(version: PromptVersion, tasks: list[Task], dataset: str) -> None:
@@ -62,7 +35,7 @@ def _check_prompt_fits(version: PromptVersion, tasks: list[Task], dataset: str) 
     one_per_style = {task.style: task for task in tasks}.values()
     for task in one_per_style:
         try:
-            build_context(version.variables or [], _task_variables(version, task))
+            build_context(version.variables or [], task_variables(version, task))
         except VariableError as exc:
             supplied = list(prompting.template_variables(task))
             raise Unprocessable(
@@ -72,10 +45,6 @@ def _check_prompt_fits(version: PromptVersion, tasks: list[Task], dataset: str) 
             ) from None
 
 
-def _generator() -> Generator:
-    return current_app.config.get("PROMPTYARD_EVAL_GENERATE") or pipeline_generate
-
-
 def _resolve_prompt(prompt: str | None, version: int | None, label: str | None):
     if not prompt:
         return None
@@ -83,8 +52,8 @@ def _resolve_prompt(prompt: str | None, version: int | None, label: str | None):
 
 
 def _check_generation(model: str) -> None:
-    """With the default generator, the model must be registered (a 404, like everywhere else it is named)."""
-    if _generator() is pipeline_generate:
+    """With the pipeline generating, the model must be registered (a 404, like everywhere else it is named)."""
+    if current_app.config.get("PROMPTYARD_EVAL_GENERATE") in (None, pipeline_generate):
         models_service.get_model(model)
 
 
@@ -106,6 +75,9 @@ def create_run(
         raise Unprocessable(f"mode must be one of {', '.join(MODES)}.", code="invalid_mode")
     if limit is not None and limit < 1:
         raise Unprocessable("limit must be at least 1.", code="invalid_limit")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        raise Unprocessable("timeout must be more than 0 and at most 60 seconds.", code="invalid_timeout",
+                            details={"field": "timeout"})
     try:
         tasks = load_dataset(dataset, dataset_path, home=current_app.config.get("PROMPTYARD_HOME")).first(limit)
     except NotFound as exc:
@@ -115,11 +87,12 @@ def create_run(
     if version_row is not None:
         _check_prompt_fits(version_row, tasks, dataset)
     _check_generation(model)
+    params = run_params(params, model, version_row, n)
     run = EvalRun(
         dataset=dataset, dataset_path=dataset_path, model_name=model, prompt_name=prompt,
         version_id=version_row.id if version_row is not None else None,
         version_number=version_row.number if version_row is not None else None,
-        label=label, mode=mode, n=n, ks=ks, params=params or {}, task_limit=limit, timeout=timeout,
+        label=label, mode=mode, n=n, ks=ks, params=params, task_limit=limit, timeout=timeout,
         progress_total=len(tasks) * n,
     )
     db.session.add(run)
@@ -130,6 +103,38 @@ def create_run(
         run.job_id = jobs.submit("promptyard.evals.runs:execute_run", run.id)
         db.session.commit()
     return run
+
+
+def run_params(params: dict | None, model: str, version_row: PromptVersion | None, n: int) -> dict:
+    """The run's generation params, checked (422 naming a bad one). A temperature above 0 asks for sampling, so it
+    turns do_sample on unless the params say otherwise. n > 1 with greedy decoding (after the model's and the
+    prompt version's defaults) is refused: n identical samples make pass@k meaningless."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise Unprocessable("'params' must be an object of generation params.", code="invalid_params",
+                            details={"param": "params"})
+    params = dict(params)
+    temperature = params.get("temperature")
+    if "do_sample" not in params and isinstance(temperature, (int, float)) and not isinstance(temperature, bool) \
+            and temperature > 0:
+        params["do_sample"] = True
+    validate_params(params)
+    stored: dict = {}
+    try:
+        stored.update(generation_fields(models_service.get_model(model).params))
+    except NotFound:
+        pass  # a configured generator needs no registered model
+    if version_row is not None:
+        stored.update(generation_fields(version_row.params))
+    merged = validate_params(stored, strict=False).model_dump(include=set(stored))
+    effective = validate_params({**merged, **params})
+    if n > 1 and not (effective.do_sample and effective.temperature > 0):
+        raise Unprocessable(
+            f"n = {n} samples with greedy decoding would be {n} identical completions, which makes pass@k "
+            "meaningless: sample (set a temperature above 0, e.g. temperature=0.8 with top_p=0.95) or use n = 1.",
+            code="greedy_with_n", details={"n": n, "param": "temperature"})
+    return params
 
 
 def get_run(run_id: int) -> EvalRun:
@@ -189,22 +194,7 @@ def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool =
 
 
 def _generate_missing(run: EvalRun, tasks: list[Task], on_progress: Progress) -> None:
-    generate = _generator()
-    have = _existing(run.id)
-    generated = len(have)
-    on_progress("generating", generated, run.progress_total)
-    for task in tasks:
-        for index in range(run.n):
-            if (task.task_id, index) in have:
-                continue  # generated before a crash or restart: never redone
-            raw, execution_id = generate(run, task, index)
-            db.session.add(EvalSample(
-                run_id=run.id, task_id=task.task_id, sample_index=index, execution_id=execution_id,
-                raw_output=raw, completion=prompting.code_to_run(task, raw, run.mode),
-            ))
-            db.session.commit()
-            generated += 1
-            on_progress("generating", generated, run.progress_total)
+    generate_missing(run, tasks, set(_existing(run.id)), on_progress)
 
 
 def _execute_unscored(run: EvalRun, dataset: Dataset, on_progress: Progress) -> None:
@@ -250,6 +240,33 @@ def _finish(run: EvalRun) -> None:
     db.session.commit()
 
 
+def resume_run(run_id: int, *, submit: bool = True) -> EvalRun:
+    """Take up a failed run (or a finished one with generation failures) where it stopped: its generation
+    failures are dropped and, with every sample never generated, generated again; nothing it has is redone."""
+    run = get_run(run_id)
+    if run.status in ("queued", "running"):
+        raise Conflict(f"Evaluation run {run_id} is {run.status}; only a stopped run can be resumed.",
+                       code="eval_run_active", details={"status": run.status})
+    failures = db.session.scalars(select(EvalSample).where(
+        EvalSample.run_id == run_id, EvalSample.verdict == GENERATION_FAILED)).all()
+    if run.status == "succeeded" and not failures:
+        raise Conflict(f"Evaluation run {run_id} finished with every sample generated; there is nothing to resume.",
+                       code="eval_run_complete")
+    for row in failures:
+        db.session.delete(row)
+    run.status, run.error, run.finished_at, run.pass_at_k = "queued", None, None, {}
+    db.session.flush()
+    run.progress_done = db.session.scalar(select(func.count()).select_from(EvalSample).where(
+        EvalSample.run_id == run_id, EvalSample.verdict.is_not(None))) or 0
+    db.session.commit()
+    if submit:
+        from promptyard import jobs
+
+        run.job_id = jobs.submit("promptyard.evals.runs:execute_run", run.id)
+        db.session.commit()
+    return run
+
+
 def resume_interrupted_runs() -> str:
     """Startup hook: runs left queued or running by a crash or restart go back to the job queue."""
     from promptyard import jobs
@@ -275,11 +292,14 @@ def pass_rate_by_version(version_ids: list[int]) -> dict[int, dict]:
     return {vid: found.get(vid, {"passed": 0, "total": 0}) for vid in version_ids}
 
 
-def _generated_counts(run_ids: list[int]) -> dict[int, int]:
+def _generated_counts(run_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{run id: (samples generated, of which generation failures)}."""
+    failed = func.sum(case((EvalSample.verdict == GENERATION_FAILED, 1), else_=0))
     rows = db.session.execute(
-        select(EvalSample.run_id, func.count()).where(EvalSample.run_id.in_(run_ids)).group_by(EvalSample.run_id)
+        select(EvalSample.run_id, func.count(), failed).where(EvalSample.run_id.in_(run_ids))
+        .group_by(EvalSample.run_id)
     ).all()
-    return {run_id: int(count) for run_id, count in rows}
+    return {run_id: (int(count), int(failures or 0)) for run_id, count, failures in rows}
 
 
 def _phase(run: EvalRun, generated: int) -> str:
@@ -305,13 +325,14 @@ def _per_task(run: EvalRun) -> dict[str, dict]:
 def runs_to_dicts(rows: list[EvalRun]) -> list[dict]:
     """A page of runs, their generated counts read in one query."""
     generated = _generated_counts([run.id for run in rows])
-    return [run_to_dict(run, generated=generated.get(run.id, 0)) for run in rows]
+    return [run_to_dict(run, generated=generated.get(run.id, (0, 0))) for run in rows]
 
 
-def run_to_dict(run: EvalRun, *, generated: int | None = None, per_task: bool = False) -> dict:
+def run_to_dict(run: EvalRun, *, generated: tuple[int, int] | None = None, per_task: bool = False) -> dict:
     """The run as the API shows it; `per_task` adds each task's pass@k (the run's detail view)."""
     if generated is None:
-        generated = _generated_counts([run.id]).get(run.id, 0)
+        generated = _generated_counts([run.id]).get(run.id, (0, 0))
+    generated, failures = generated
     body = {
         "id": run.id,
         "status": run.status,
@@ -331,6 +352,9 @@ def run_to_dict(run: EvalRun, *, generated: int | None = None, per_task: bool = 
             "phase": _phase(run, generated),
         },
         "pass_at_k": run.pass_at_k or {},
+        # Samples the model never answered (after retries): each counts as not passed; resuming retries them.
+        "generation_failures": failures,
+        "timeout": run.timeout,
         "isolation": run.isolation or {},
         "error": run.error,
         "created_at": _iso(run.created_at),

@@ -85,6 +85,18 @@ def record_complete(**values: Any) -> FinishedRecord:
     return FinishedRecord({"id": execution_id, **values})
 
 
+def record_many(rows: list[dict[str, Any]]) -> list[FinishedRecord]:
+    """Insert finished executions (a batch's samples) in one statement and one commit; their records, in order."""
+    if not rows:
+        return []
+    now = utcnow()
+    values = [_UNSET | {"created_at": now, "finished_at": now} | row for row in rows]
+    statement = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+    ids = db.session.connection().execute(statement, values).scalars().all()
+    db.session.commit()
+    return [FinishedRecord({"id": execution_id, **row}) for execution_id, row in zip(ids, values)]
+
+
 class FinishedRecord:
     """A finished execution as written: every column of execution_history as an attribute, like an Execution row
     read back, and its `experiment`. A plain object, not an ORM instance: building one of those cost ~0.3 ms right
