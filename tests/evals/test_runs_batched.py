@@ -189,9 +189,9 @@ def test_a_backend_down_for_good_fails_the_run_and_the_cli_resumes_it(app, adds,
     body = json.loads(result.stdout)
     assert body["status"] == "failed" and "3 times in a row" in body["error"]
     assert f"eval run --resume {body['id']}" in result.stderr
-    # Two answered, two recorded as failures before the third failure in a row stopped the run.
-    assert body["progress"]["generated"] == 4 and body["generation_failures"] == 2
-    kept = {s.task_id: s.id for s in samples_of(body["id"]) if s.verdict != "generation_failed"}
+    # Two answered; the three failures in a row that stopped it are not saved (the resume generates them).
+    assert body["progress"]["generated"] == 2 and body["generation_failures"] == 0
+    kept = {s.task_id: s.id for s in samples_of(body["id"])}
     assert sorted(kept) == ["add/0", "add/1"]
 
     server.replies.clear()  # the backend is back
@@ -203,6 +203,16 @@ def test_a_backend_down_for_good_fails_the_run_and_the_cli_resumes_it(app, adds,
     assert done["generation_failures"] == 0
     assert len(server.requests) - before == 4  # add/2 .. add/5, nothing twice
     assert {s.task_id: s.id for s in samples_of(body["id"]) if s.task_id in kept} == kept
+
+
+def test_a_model_that_never_answers_fails_the_run_with_nothing_saved(app, adds, server, client):
+    server.replies += [Reply(status=500, body={"error": {"message": "no GPU"}})] * 20
+    body = run_now(dataset=adds, model=remote(server), limit=2)
+    assert body["status"] == "failed" and "No sample could be generated" in body["error"]
+    assert "no GPU" in body["error"]
+    assert body["progress"]["generated"] == 0 and body["pass_at_k"] == {}
+    # Two samples, each tried four times (three retries).
+    assert len(server.requests) == 8
 
 
 def test_resume_refuses_what_cannot_be_resumed(app, adds, client):

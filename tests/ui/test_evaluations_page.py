@@ -187,3 +187,56 @@ def test_a_failed_run_shows_where_it_stopped(open_page, api, live_api):
     assert bars(at) == ["Generated 0/2 samples", "Executed 0/2 samples"]
     assert any(box.value.startswith("The run failed:") for box in at.error)
     assert "Per task" not in texts(at) and "No samples recorded." in texts(at)
+
+
+def start_form(at, **values):
+    """Fill the run form's fields by label and press Start run."""
+    next(r for r in at.radio if r.key == "eval_section").set_value("Start a run").run()
+    for label, value in values.items():
+        if label == "Model":
+            next(s for s in at.selectbox if s.label == label).set_value(value)
+        else:
+            next(n for n in at.number_input if n.label == label).set_value(value)
+    next(b for b in at.button if b.label == "Start run").click().run()
+    assert_no_crash(at)
+
+
+def test_run_form_sends_sampling_params_and_timeout(open_page, api, solver):
+    at = open_page("evaluations")
+    start_form(at, **{"Model": "solver", "Samples per task (n)": 2, "First N tasks": 1, "Temperature": 0.8,
+                      "top_p": 0.9, "Max new tokens": 64, "Test timeout (s)": 5.0})
+    run = wait_finished(api, at.session_state["eval_run"])
+    assert run["status"] == "succeeded", run["error"]
+    assert run["n"] == 2 and run["timeout"] == 5.0
+    assert run["params"] == {"temperature": 0.8, "top_p": 0.9, "max_new_tokens": 64, "do_sample": True}
+
+
+def test_n_above_one_with_greedy_params_is_refused_in_the_form(open_page, api, solver):
+    at = open_page("evaluations")
+    start_form(at, **{"Model": "solver", "Samples per task (n)": 4, "First N tasks": 1})
+    assert any("4 identical completions" in box.value and "temperature" in box.value for box in at.error)
+    assert api.list_evals()["total"] == 0
+
+
+def test_a_stopped_run_is_resumed_from_its_page(open_page, api, live_api):
+    from promptyard.models.service import install_plugin
+
+    healthy = threading.Event()
+
+    def flaky(prompt, params) -> str:
+        if not healthy.is_set():
+            raise RuntimeError("the model fell over")
+        return solve_even_tasks(prompt, params)
+
+    with live_api[0].app_context():
+        install_plugin("flaky", FunctionPlugin(flaky))
+    run_id = api.start_eval("humaneval", "flaky", limit=2)["id"]
+    assert wait_finished(api, run_id)["status"] == "failed"
+    at = open_page("evaluations", eval_run=run_id)
+    assert any("No sample could be generated" in box.value for box in at.error)
+    healthy.set()
+    next(b for b in at.button if b.label == "Resume run").click().run()
+    assert_no_crash(at)
+    run = wait_finished(api, run_id)
+    assert run["status"] == "succeeded" and run["pass_at_k"] == {"pass@1": 0.5}
+    assert run["generation_failures"] == 0

@@ -2,10 +2,11 @@
 generator), transient failures retried with backoff, a sample that still fails recorded as a generation failure,
 and the run stopped (resumable) when the backend looks down for good.
 
-Transient: a 429 (rate limited, or the model's queue full; its Retry-After is honoured) or a 503 (timeout,
-connection refused, a server error, a bad response). A sample failing otherwise (its input too long: a 422) is
-recorded as a generation failure at once. Several transient failures in a row after retries mean the backend is
-down: the run fails with what it has saved, and resuming it generates only what is missing.
+Transient (see `transient`): a 429 (rate limited, or the model's queue full; its Retry-After is honoured) or a 503
+(timeout, connection refused, a server error, a bad response). A sample whose input is the problem (too long: a
+422) is a generation failure at once. Failures of the backend in a row are held back: a later success makes them
+generation failures; several in a row, or a run that never got an answer, mean the backend is down, and the run
+fails with what it has saved (resuming it generates only what is missing).
 """
 
 from __future__ import annotations
@@ -55,8 +56,14 @@ class BackendDown(Unavailable):
     """Generation kept failing: the run stops, resumable."""
 
 
+# 503s that another attempt would only repeat: the model itself raised, or could not load.
+NOT_TRANSIENT = frozenset({"generation_failed", "model_load_failed"})
+
+
 def transient(error: PromptyardError) -> bool:
-    return error.status in (429, 503)
+    """A failure another attempt may not meet: rate limited or a full queue (429), a timeout, a refused
+    connection, a server error or a bad response (503)."""
+    return error.status == 429 or (error.status == 503 and error.code not in NOT_TRANSIENT)
 
 
 def build_request(run: EvalRun, task: Task) -> ExecutionRequest:
@@ -146,36 +153,87 @@ def failed_sample(run: EvalRun, task: Task, index: int, failed: Failed) -> EvalS
                       result=f"generation failed: {failed.error.message}")
 
 
-def generate_missing(run: EvalRun, tasks: list[Task], have: set[tuple[str, int]], on_progress: Progress) -> None:
+def _batches(run: EvalRun) -> bool:
+    """Whether the run's model has a batch call of its own; a backend without one is asked one sample at a time
+    through the single-request path (its samples saved one by one), as batching it would gain nothing."""
+    from promptyard.models.service import get_plugin
+    from promptyard.plugins.base import LLMPlugin
+
+    return type(get_plugin(run.model_name)).generate_batch is not LLMPlugin.generate_batch
+
+
+class _Saver:
+    """Saves answers in order. Failures of the backend (a 5xx or 429 after retries) in a row are held back until a
+    sample succeeds: then they were the samples' own failures, and are saved as generation failures. Too many in a
+    row, or a run that never got an answer, means the backend is down: the run stops with them unsaved (a resume
+    generates them)."""
+
+    def __init__(self, run: EvalRun, answered_before: bool) -> None:
+        self.run = run
+        self.answered = answered_before
+        self.held: list[tuple[Task, int, Failed]] = []
+        self.limit = max(1, int(_setting("PROMPTYARD_EVAL_MAX_FAILURES_IN_A_ROW")))
+        self.saved = 0
+
+    def add(self, task: Task, index: int, answer: Answer) -> None:
+        if isinstance(answer, Failed):
+            if answer.error.status < 500 and answer.error.status != 429:
+                self._save(failed_sample(self.run, task, index, answer))  # this input's problem, not the backend's
+                return
+            self.held.append((task, index, answer))
+            if len(self.held) >= self.limit:
+                self._down(f"Generation failed {len(self.held)} times in a row (after retries), the last on "
+                           f"{task.task_id}")
+            return
+        self.answered = True
+        self._release_held()
+        raw, execution_id = answer
+        self._save(EvalSample(run_id=self.run.id, task_id=task.task_id, sample_index=index,
+                              execution_id=execution_id, raw_output=raw,
+                              completion=prompting.code_to_run(task, raw, self.run.mode)))
+
+    def finish(self) -> None:
+        if self.held and not self.answered:
+            self._down("No sample could be generated")
+        self._release_held()
+        db.session.commit()
+
+    def _release_held(self) -> None:
+        for task, index, failed in self.held:
+            self._save(failed_sample(self.run, task, index, failed))
+        self.held = []
+
+    def _save(self, sample: EvalSample) -> None:
+        db.session.add(sample)
+        self.saved += 1
+
+    def _down(self, what: str) -> None:
+        db.session.commit()  # what was saved stays
+        last = self.held[-1][2].error
+        raise BackendDown(f"{what}: {last.message} The run kept what it generated; resume it once the model is "
+                          "back.", code="backend_down", details={"last_error": last.code})
+
+
+def generate_missing(run: EvalRun, tasks: list[Task], have: dict[tuple[str, int], EvalSample],
+                     on_progress: Progress) -> None:
     """Generate and save every sample not in `have`, a batch at a time (each batch committed, so a crash or a
     stop loses at most the batch in flight)."""
     custom: Generator | None = current_app.config.get("PROMPTYARD_EVAL_GENERATE")
     missing = [(task, index) for task in tasks for index in range(run.n) if (task.task_id, index) not in have]
-    generated = run.progress_total - len(missing)
-    on_progress("generating", generated, run.progress_total)
-    # A configured generator answers one sample at a time (and its samples are saved one at a time).
-    size = 1 if custom else max(1, int(_setting("PROMPTYARD_EVAL_BATCH_SIZE")))
-    in_a_row, limit = 0, max(1, int(_setting("PROMPTYARD_EVAL_MAX_FAILURES_IN_A_ROW")))
+    done = run.progress_total - len(missing)
+    on_progress("generating", done, run.progress_total)
+    if not missing:
+        return
+    batched = custom is None and _batches(run)
+    generate = custom or pipeline_generate
+    size = max(1, int(_setting("PROMPTYARD_EVAL_BATCH_SIZE"))) if batched else 1
+    saver = _Saver(run, any(row.verdict != GENERATION_FAILED for row in have.values()))
     for start in range(0, len(missing), size):
         chunk = missing[start:start + size]
-        answers = _with_retries(lambda part: _one_at_a_time(custom, run, part) if custom else _batched(run, part),
+        answers = _with_retries(lambda part: _batched(run, part) if batched else _one_at_a_time(generate, run, part),
                                 chunk)
         for (task, index), answer in zip(chunk, answers):
-            if isinstance(answer, Failed):
-                in_a_row += transient(answer.error)
-                if in_a_row >= limit:
-                    db.session.commit()
-                    raise BackendDown(
-                        f"Generation failed {in_a_row} times in a row, the last on {task.task_id}: "
-                        f"{answer.error.message} The run kept what it generated; resume it once the model is back.",
-                        code="backend_down")
-                db.session.add(failed_sample(run, task, index, answer))
-            else:
-                in_a_row = 0
-                raw, execution_id = answer
-                db.session.add(EvalSample(run_id=run.id, task_id=task.task_id, sample_index=index,
-                                          execution_id=execution_id, raw_output=raw,
-                                          completion=prompting.code_to_run(task, raw, run.mode)))
+            saver.add(task, index, answer)
         db.session.commit()
-        generated += len(chunk)
-        on_progress("generating", generated, run.progress_total)
+        on_progress("generating", done + saver.saved, run.progress_total)
+    saver.finish()

@@ -194,7 +194,7 @@ def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool =
 
 
 def _generate_missing(run: EvalRun, tasks: list[Task], on_progress: Progress) -> None:
-    generate_missing(run, tasks, set(_existing(run.id)), on_progress)
+    generate_missing(run, tasks, _existing(run.id), on_progress)
 
 
 def _execute_unscored(run: EvalRun, dataset: Dataset, on_progress: Progress) -> None:

@@ -35,6 +35,19 @@ def dataset_label(dataset: dict) -> str:
     return f"{dataset['name']}{kind} · {size}"
 
 
+def run_params(temperature: float, top_p: float, max_new_tokens: int) -> dict:
+    """The form's generation params: only those changed from their defaults, so the model's own defaults apply
+    to the rest (the API turns sampling on for a temperature above 0, and refuses n > 1 with greedy decoding)."""
+    params: dict = {}
+    if temperature > 0:
+        params["temperature"] = round(float(temperature), 4)
+    if top_p < 1.0:
+        params["top_p"] = round(float(top_p), 4)
+    if max_new_tokens > 0:
+        params["max_new_tokens"] = max_new_tokens
+    return params
+
+
 if shown == "Start a run":
     models = model_names(api)
     if not models:
@@ -56,6 +69,17 @@ if shown == "Start a run":
             n = cols[1].number_input("Samples per task (n)", min_value=1, value=1)
             k_text = cols[2].text_input("k values", value="1", help="Comma-separated, each at most n.")
             limit = cols[3].number_input("First N tasks", min_value=0, value=10, help="0: every task")
+            cols = st.columns(4)
+            temperature = cols[0].number_input(
+                "Temperature", min_value=0.0, max_value=5.0, value=0.0, step=0.1,
+                help="0: greedy (the model's own default applies). Above 0 samples, which n > 1 needs: n greedy "
+                     "samples would all be the same.")
+            top_p = cols[1].number_input("top_p", min_value=0.01, max_value=1.0, value=1.0, step=0.05,
+                                         help="Nucleus sampling mass (with a temperature above 0).")
+            max_new_tokens = cols[2].number_input("Max new tokens", min_value=0, max_value=32768, value=0,
+                                                  help="0: the model's default.")
+            timeout = cols[3].number_input("Test timeout (s)", min_value=0.1, max_value=60.0, value=3.0, step=0.5,
+                                           help="Seconds each sample's tests may run in the sandbox.")
             if st.form_submit_button("Start run", type="primary"):
                 try:
                     ks = [int(part) for part in k_text.split(",") if part.strip()]
@@ -66,7 +90,8 @@ if shown == "Start a run":
                 else:
                     started = act(api.start_eval, dataset, model,
                                   prompt=None if prompt == prompts[0] else prompt, version=int(version) or None,
-                                  n=int(n), k=ks, limit=int(limit) or None)
+                                  n=int(n), k=ks, limit=int(limit) or None,
+                                  params=run_params(temperature, top_p, int(max_new_tokens)), timeout=float(timeout))
                     if started:
                         st.session_state["eval_run"] = started["id"]
                         goto_section("eval_section", "Runs")
@@ -196,6 +221,16 @@ if shown == "Runs":
             isolation_view(run.get("isolation") or {})
             if run.get("error"):
                 st.error(f"The run failed: {run['error']}")
+            failures = run.get("generation_failures") or 0
+            if failures:
+                st.warning(f"{counted(failures, 'sample')} never generated (the model failed after retries): "
+                           "each counts as not passed.")
+            if run.get("status") == "failed" or (run.get("status") == "succeeded" and failures):
+                if st.button("Resume run", key=f"resume_{run_id}",
+                             help="Generate what is missing or failed; nothing the run has is generated again."):
+                    if act(api.resume_eval, run_id):
+                        flash(f"Run {run_id} resumed.")
+                        st.rerun()
             if run.get("pass_at_k"):
                 pass_at_k_view(run["pass_at_k"])
             if run.get("status") in FINISHED:
