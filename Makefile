@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test browser up test bench bench-scorer bench-pipeline clean
+.PHONY: install install-test browser up test bench bench-scorer bench-pipeline bench-batch clean
 
 install: $(VENV)/.installed
 
@@ -35,7 +35,7 @@ test: install-test browser
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 # Every benchmark, each comparing promptyard with its peer in the same run.
-bench: bench-scorer bench-pipeline
+bench: bench-scorer bench-pipeline bench-batch
 
 # Pipeline overhead on the tiny causal model (results in bench/README.md).
 bench-pipeline: install
@@ -46,3 +46,7 @@ clean:
 
 bench-scorer: install
 	$(BIN)/python bench/bench_scorer.py $(BENCH_ARGS)
+
+# Batched evaluation runs on the tiny causal model: batched vs one at a time vs raw batched generate (bench/README.md).
+bench-batch: install
+	$(BIN)/python bench/bench_batch.py $(BENCH_ARGS)
