@@ -60,6 +60,21 @@ class Settings:
     PROMPTYARD_QUEUE_SIZE: int = field(
         default=16, metadata={"help": "Requests waiting per model before new ones get 429."}
     )
+    PROMPTYARD_EVAL_BATCH_SIZE: int = field(
+        default=64, metadata={"help": "Evaluation samples generated and saved together (a backend's batch call)."}
+    )
+    PROMPTYARD_EVAL_RETRIES: int = field(
+        default=3, metadata={"help": "Further attempts at an evaluation sample after a transient failure."}
+    )
+    PROMPTYARD_EVAL_RETRY_BACKOFF: float = field(
+        default=2.0, metadata={"help": "Seconds before an evaluation sample's first retry; doubles each time."}
+    )
+    PROMPTYARD_EVAL_MAX_RETRY_WAIT: float = field(
+        default=60.0, metadata={"help": "Longest wait before a retry, a server's Retry-After included."}
+    )
+    PROMPTYARD_EVAL_MAX_FAILURES_IN_A_ROW: int = field(
+        default=5, metadata={"help": "Backend failures in a row (after retries) that stop an evaluation run."}
+    )
     PROMPTYARD_DEFAULT_MODEL: str | None = field(
         default=None,
         metadata={"help": "Model a prompt runs on over /v1 when its version's params name no 'model'."},
@@ -85,6 +100,11 @@ def from_environment() -> dict[str, Any]:
                 values[f.name] = int(raw)
             except ValueError:
                 raise ValueError(f"{f.name} must be a whole number, not {raw!r}.") from None
+        elif f.type in ("float", float):
+            try:
+                values[f.name] = float(raw)
+            except ValueError:
+                raise ValueError(f"{f.name} must be a number, not {raw!r}.") from None
         else:
             values[f.name] = raw
     return values

@@ -28,12 +28,13 @@ from promptyard.execution.pipeline import ExecutionRequest, execute
 
 # The verdict of a sample the model never answered: it counts as not passed and is not executed.
 GENERATION_FAILED = "generation_failed"
+# The settings' defaults (documented in promptyard.config), for an app whose config lacks them.
 SETTINGS = {
-    "PROMPTYARD_EVAL_BATCH_SIZE": 64,  # samples generated (and recorded) together
-    "PROMPTYARD_EVAL_RETRIES": 3,  # further attempts at a sample after a transient failure
-    "PROMPTYARD_EVAL_RETRY_BACKOFF": 2.0,  # seconds before the first retry; doubles each time
-    "PROMPTYARD_EVAL_MAX_RETRY_WAIT": 60.0,  # the longest wait before a retry, Retry-After included
-    "PROMPTYARD_EVAL_MAX_FAILURES_IN_A_ROW": 5,  # transient failures in a row (after retries) that stop the run
+    "PROMPTYARD_EVAL_BATCH_SIZE": 64,
+    "PROMPTYARD_EVAL_RETRIES": 3,
+    "PROMPTYARD_EVAL_RETRY_BACKOFF": 2.0,
+    "PROMPTYARD_EVAL_MAX_RETRY_WAIT": 60.0,
+    "PROMPTYARD_EVAL_MAX_FAILURES_IN_A_ROW": 5,
 }
 
 # (run, task, sample index) -> (raw model output, execution id or None)
@@ -126,7 +127,7 @@ def _batched(run: EvalRun, samples: list[tuple[Task, int]]) -> list[Answer]:
 
 def _setting(name: str) -> float:
     value = current_app.config.get(name)
-    return SETTINGS[name] if value is None else value
+    return SETTINGS[name] if value is None else float(value)
 
 
 def _retry_delay(attempt: int, errors: list[PromptyardError]) -> float:
