@@ -46,22 +46,23 @@ class RowFinish(StoppingCriteria):
         self.tokenizer = tokenizer
         self.stops = [s for s in stops if s]
         self.start = start
-        self.eos_ids = eos_ids
+        self.eos_ids = sorted(eos_ids)
         self.window = 4 * max((len(s) for s in self.stops), default=0) + 8
+        self.done: torch.Tensor | None = None
         self.lengths: list[int | None] = [None] * rows
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        done = []
-        for index, row in enumerate(input_ids):
-            if self.lengths[index] is None and self._ends(row):
-                self.lengths[index] = len(row) - self.start
-            done.append(self.lengths[index] is not None)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    def _ends(self, row: torch.Tensor) -> bool:
-        if int(row[-1]) in self.eos_ids:
-            return True
-        if not self.stops:
-            return False
-        text = self.tokenizer.decode(row[self.start:][-self.window:], skip_special_tokens=True)
-        return any(stop in text for stop in self.stops)
+        # One tensor operation for the end-of-sequence check: a Python loop over the rows would cost each step
+        # more than the tiny models' forward pass.
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        ended = torch.isin(input_ids[:, -1], torch.tensor(self.eos_ids, device=input_ids.device)) \
+            if self.eos_ids else torch.zeros_like(self.done)
+        if self.stops:
+            for index in (~self.done & ~ended).nonzero().flatten().tolist():
+                text = self.tokenizer.decode(input_ids[index, self.start:][-self.window:], skip_special_tokens=True)
+                ended[index] = any(stop in text for stop in self.stops)
+        for index in (ended & ~self.done).nonzero().flatten().tolist():
+            self.lengths[index] = input_ids.shape[1] - self.start
+        self.done |= ended
+        return self.done.clone()
