@@ -100,3 +100,11 @@ def test_the_models_own_sampling_defaults_allow_n_above_one(client, app):
     refused = client.post("/api/v1/evals", json={"dataset": "humaneval", "model": "sampler", "n": 2, "limit": 1,
                                                  "params": {"do_sample": False}})
     assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "greedy_with_n"
+
+
+def test_a_fixed_seed_gives_each_sample_of_a_task_its_own(cli, coder):
+    result = cli("eval", "run", "--dataset", "humaneval", "--model", coder, "--limit", "2", "-n", "3",
+                 "--param", "temperature=0.8", "--param", "seed=3", "--no-progress")
+    assert result.exit_code == 0, result.output
+    # Samples 0, 1, 2 of each task: seeds 3, 4, 5 (one seed for all would make them identical).
+    assert [p["seed"] for p in SEEN] == [3, 4, 5, 3, 4, 5]

@@ -56,3 +56,10 @@ def test_bad_window_is_refused():
     with pytest.raises(PromptyardError) as caught:
         make_plugin("http://127.0.0.1:1/v1", max_in_flight=0)
     assert caught.value.status == 422
+
+
+def test_a_fixed_seed_gives_each_sample_its_own(openai_server):
+    plugin = make_plugin(openai_server.base_url, max_in_flight=2)
+    seeded = SAMPLED.model_copy(update={"seed": 5})
+    plugin.generate_batch([BatchItem("x", seeded, n=3)])
+    assert sorted(r["seed"] for r in openai_server.requests) == [5, 6, 7]

@@ -91,17 +91,20 @@ def test_a_prompt_too_long_fails_alone(tiny_gpt2_dir):
 
 
 def test_the_default_batch_call_loops_over_generate():
-    seen = []
+    seen, seeds = [], []
 
     def answer(prompt, params):
         seen.append(prompt)
+        seeds.append(params.seed)
         if prompt == "bad":
             raise RuntimeError("no")
         return f"{prompt}!{len(seen)}"
 
     plugin = FunctionPlugin(answer)
-    results = plugin.generate_batch([BatchItem("a", GenerationParams(), n=2), BatchItem("bad", GenerationParams()),
+    seeded = GenerationParams(do_sample=True, seed=7)
+    results = plugin.generate_batch([BatchItem("a", seeded, n=2), BatchItem("bad", GenerationParams()),
                                      BatchItem("b", GenerationParams())])
     assert [[getattr(s, "text", None) for s in samples] for samples in results] == [["a!1", "a!2"], [None], ["b!4"]]
     assert isinstance(results[1][0], RuntimeError)
     assert seen == ["a", "a", "bad", "b"]
+    assert seeds == [7, 8, None, None]  # with a fixed seed, each sample gets its own

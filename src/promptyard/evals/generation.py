@@ -93,7 +93,11 @@ def task_variables(version: PromptVersion | None, task: Task) -> dict:
 
 def pipeline_generate(run: EvalRun, task: Task, index: int) -> tuple[str, int | None]:
     """One sample through the execution pipeline's single-request path, recorded and cached like any other."""
-    row = execute(build_request(run, task))
+    request = build_request(run, task)
+    seed = request.params.get("seed")
+    if index and isinstance(seed, int) and not isinstance(seed, bool):
+        request.params["seed"] = (seed + index) % 2**32  # as in a batch call: the n samples must differ
+    row = execute(request)
     return row.output or "", row.id
 
 

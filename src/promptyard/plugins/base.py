@@ -104,6 +104,14 @@ class BatchItem:
     n: int = 1
 
 
+def sample_params(params: GenerationParams, sample: int) -> GenerationParams:
+    """The params of sample `sample` of an item: with a fixed seed, sample j uses seed + j, so that the n samples
+    differ (one seed for all would make them identical) and a run stays reproducible."""
+    if sample == 0 or params.seed is None:
+        return params
+    return params.model_copy(update={"seed": (params.seed + sample) % 2**32})
+
+
 # Per item, its n samples in order: each a Generation, or the exception that sample ended with.
 BatchResult = list[list[Union[Generation, Exception]]]
 
@@ -179,9 +187,9 @@ class LLMPlugin(AgentTool):
         results: BatchResult = []
         for item in items:
             samples: list[Union[Generation, Exception]] = []
-            for _ in range(item.n):
+            for sample in range(item.n):
                 try:
-                    samples.append(self.generate(item.prompt, item.params))
+                    samples.append(self.generate(item.prompt, sample_params(item.params, sample)))
                 except Exception as exc:  # noqa: BLE001 - one failed sample must not lose the others
                     samples.append(exc)
             results.append(samples)

@@ -13,7 +13,15 @@ from typing import Any, Generator, Iterator
 import httpx
 
 from promptyard.errors import PromptyardError, TooManyRequests, Unavailable, Unprocessable
-from promptyard.plugins.base import BatchItem, BatchResult, Generation, GenerationParams, LLMPlugin, PromptInput
+from promptyard.plugins.base import (
+    BatchItem,
+    BatchResult,
+    Generation,
+    GenerationParams,
+    LLMPlugin,
+    PromptInput,
+    sample_params,
+)
 from promptyard.plugins.textgen import StopBuffer, cut_at_stop
 
 DEFAULTS = {
@@ -275,16 +283,16 @@ class OpenAICompatiblePlugin(LLMPlugin):
         if not samples:
             return results
 
-        def one(index: int) -> Generation | Exception:
+        def one(index: int, sample: int) -> Generation | Exception:
             with self._in_flight:
                 try:
-                    return self.generate(items[index].prompt, items[index].params)
+                    return self.generate(items[index].prompt, sample_params(items[index].params, sample))
                 except Exception as exc:  # noqa: BLE001 - one failed sample must not lose the others
                     return exc
 
         workers = min(len(samples), int(self.settings["max_in_flight"]))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptyard-batch") as pool:
-            futures = [pool.submit(one, index) for index, _ in samples]
+            futures = [pool.submit(one, index, sample) for index, sample in samples]
             for (index, sample), future in zip(samples, futures):
                 results[index][sample] = future.result()
         return results
