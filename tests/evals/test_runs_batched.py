@@ -89,7 +89,8 @@ def test_greedy_batched_run_equals_one_at_a_time_and_is_cached(app, adds, tiny_g
 
 
 def test_sampled_batched_run_records_every_sample(app, adds, tiny_gpt2_dir):
-    register_model("tiny", "transformers", str(tiny_gpt2_dir), params={"max_new_tokens": 10})
+    register_model("tiny", "transformers", str(tiny_gpt2_dir), params={"max_new_tokens": 10},
+                   pricing={"input_per_1k": 1.0, "output_per_1k": 2.0})
     body = run_now(dataset=adds, model="tiny", n=5, k=[1, 5], limit=3, params={"temperature": 0.9, "top_p": 0.95})
     assert body["status"] == "succeeded", body["error"]
     assert body["progress"] == {"done": 15, "total": 15, "generated": 15, "phase": "done"}
@@ -99,6 +100,10 @@ def test_sampled_batched_run_records_every_sample(app, adds, tiny_gpt2_dir):
     assert len(rows) == 15  # each sample its own execution
     assert all(r.params["do_sample"] is True and r.params["temperature"] == 0.9 for r in rows.values())
     assert all(rows[s.execution_id].output == s.raw_output for s in samples)
+    for row in rows.values():  # each sample priced on its own tokens, timed as the batch it waited for
+        assert 0 < row.tokens_out <= 10 and row.tokens_in > 0 and row.latency_ms > 0
+        assert row.cost == pytest.approx((row.tokens_in * 1.0 + row.tokens_out * 2.0) / 1000)
+        assert row.finish_reason in ("stop", "length") and not row.cache_hit and row.finished_at
     # Samples of a task differ (they are sampled, not one greedy answer repeated).
     assert len({s.raw_output for s in samples if s.task_id == "add/0"}) > 1
 
