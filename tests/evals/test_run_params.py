@@ -96,6 +96,8 @@ def test_the_models_own_sampling_defaults_allow_n_above_one(client, app):
     install_plugin("sampler", FunctionPlugin(echo_params), params={"do_sample": True, "temperature": 0.6})
     response = client.post("/api/v1/evals", json={"dataset": "humaneval", "model": "sampler", "n": 2, "limit": 1})
     assert response.status_code == 202, response.get_json()
+    run = db.session.get(EvalRun, response.get_json()["id"])
+    app.extensions["promptyard.jobs"].wait(run.job_id, timeout=120)  # done before the tables are emptied
     # ... and a run's own greedy params override them, and are refused.
     refused = client.post("/api/v1/evals", json={"dataset": "humaneval", "model": "sampler", "n": 2, "limit": 1,
                                                  "params": {"do_sample": False}})
