@@ -130,7 +130,7 @@ def test_the_project_checkout_and_host_folders_are_invisible(sandbox):
         "import os\n"
         f"print(os.path.exists({str(REPO / 'README.md')!r}), os.path.exists({str(REPO / '.git')!r}))\n"
         "print(sorted(os.listdir('/')))\n"
-        "print([p for p in ('/run', '/var/run', '/home', '/srv', '/etc/passwd', '/etc/postgresql', '/sys')\n"
+        "print([p for p in ('/run', '/var/run', '/var/lib', '/home', '/srv', '/etc/passwd', '/etc/postgresql', '/sys')\n"
         "       if os.path.exists(p)])\n"
     )
     result = run(sandbox, probe)
@@ -140,7 +140,7 @@ def test_the_project_checkout_and_host_folders_are_invisible(sandbox):
     exists, listing, present = result.stdout.splitlines()
     assert exists == "False False"
     assert present == "[]"
-    assert not set(eval(listing)) & {"run", "home", "srv", "var", "boot", "mnt", "opt", "media", "sys"}
+    assert not set(eval(listing)) & {"run", "home", "srv", "boot", "mnt", "opt", "media", "sys"}
 
 
 def test_host_processes_are_invisible(sandbox):
@@ -186,7 +186,7 @@ def test_memory_is_one_budget_for_all_the_samples_processes():
             assert any("per process" in note for note in first.isolation["notes"]), first.isolation
             return
         hog = run(box, MEMORY_HOG)
-        after = run(box, "block = b'x' * (512 << 20)\n", "assert len(block) == 512 << 20\n")
+        after = run(box, "block = b'x' * (512 << 20)\nsize = len(block)\n", "assert size == 512 << 20\n")
     assert hog.verdict == "memory", (hog.verdict, hog.detail)
     assert after.verdict == "passed", after.detail
 

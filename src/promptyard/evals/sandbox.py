@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from promptyard.evals import cgroups
 from promptyard.evals.isolation import SAFE_ENV, Limits
 
 VERDICTS = ("passed", "failed", "error", "timeout", "memory", "crashed")
@@ -58,6 +59,44 @@ class SandboxResult:
         return asdict(self)
 
 
+WORKER_FOLDER_PREFIX = "promptyard-worker-"
+
+
+def _identity(pid: int) -> str | None:
+    """"pid.starttime" of a live process (its start time in clock ticks tells a reused pid apart), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{pid}.{int(fields[19])}"
+
+
+def _owner_alive(owner: str) -> bool:
+    pid = owner.split(".", 1)[0]
+    return not pid.isdigit() or _identity(int(pid)) == owner
+
+
+def stale_folders() -> list[str]:
+    """Remove the worker folders (and cgroups) that scorers killed before they could clean up left behind: only
+    those whose owning process is gone. Returns the folders removed."""
+    removed = []
+    top = tempfile.gettempdir()
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(WORKER_FOLDER_PREFIX):
+            continue
+        owner = name[len(WORKER_FOLDER_PREFIX):].rsplit("-", 1)[0]
+        if "." in owner and not _owner_alive(owner):
+            shutil.rmtree(os.path.join(top, name), ignore_errors=True)
+            removed.append(os.path.join(top, name))
+    cgroups.stale(_owner_alive)
+    return removed
+
+
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -65,17 +104,22 @@ def default_workers() -> int:
 class _Worker:
     """One pre-started worker process, spoken to in length-prefixed marshal frames on its stdin and stdout."""
 
-    def __init__(self, slot: int, namespaces: bool = True, cpu: int | None = None) -> None:
+    def __init__(self, slot: int, namespaces: bool = True, cpu: int | None = None,
+                 limits: Limits | None = None) -> None:
         self.slot = slot
         self.namespaces = namespaces
         self.cpu = cpu
+        self.limits = limits or Limits()
         here = str(Path(__file__).resolve().parent)
-        # The folder for the worker's samples where it gets no private tmpfs for them (no mount namespace): its
-        # own, so that close() removes what a worker killed mid-sample left there.
-        self.scratch = tempfile.mkdtemp(prefix="promptyard-worker-")
+        owner = _identity(os.getpid())
+        # The worker's folder: the mount point of its own root, or where its samples work without one. Named
+        # after this scorer process, so that a later scorer removes it if this one is killed (stale_folders).
+        self.scratch = tempfile.mkdtemp(prefix=f"{WORKER_FOLDER_PREFIX}{owner}-")
+        self.cgroup = f"{cgroups.PREFIX}{owner}-{slot}-{os.path.basename(self.scratch).rsplit('-', 1)[-1]}"
         # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
         env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0",
-               "PROMPTYARD_SANDBOX_SCRATCH": self.scratch}
+               "PROMPTYARD_SANDBOX_SCRATCH": self.scratch, "PROMPTYARD_SANDBOX_CGROUP": self.cgroup,
+               "PROMPTYARD_SANDBOX_BUDGET": f"{self.limits.memory} {self.limits.processes}"}
         # -S skips site (and the .pth files it would run); the paths samples may import from are passed instead.
         paths = [here, *[p for p in sys.path if p and os.path.isdir(p)]]
         # __import__ rather than `import worker`: no name in __main__ keeps the worker module reachable once it
@@ -133,6 +177,7 @@ class _Worker:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.scratch, ignore_errors=True)
+        cgroups.remove(self.cgroup)
 
 
 class Sandbox:
@@ -156,8 +201,9 @@ class Sandbox:
         self._lock = threading.Lock()
 
     def __enter__(self) -> "Sandbox":
+        stale_folders()
         for slot in range(self.size):
-            worker = _Worker(slot, self.namespaces, self._cpu(slot))
+            worker = _Worker(slot, self.namespaces, self._cpu(slot), self.limits)
             self._all.append(worker)
             self._idle.put(worker)
         return self
@@ -200,7 +246,7 @@ class Sandbox:
         with self._lock:
             self._all.remove(worker)
             worker.close()
-            worker = _Worker(worker.slot, self.namespaces, worker.cpu)
+            worker = _Worker(worker.slot, self.namespaces, worker.cpu, self.limits)
             self._all.append(worker)
         return worker
 
