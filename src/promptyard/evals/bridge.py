@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import os
 import struct
+from collections import Counter, OrderedDict, defaultdict, deque
 
 # The solution runs in the process that encodes its answers and may patch builtins or `os` there: this module
 # keeps its own copies, bound before any sample ran (a patched builtin then breaks only the solution's answers,
@@ -30,7 +31,11 @@ _LEN = struct.Struct("<I")
 # Past this a frame from the solution is refused (the judge exits; the sample is `crashed`).
 MAX_FRAME = 256 << 20
 MAX_DEPTH = 400
-PLAIN = "None, bool, int, float, complex, str, bytes, list, tuple, dict, set and frozenset"
+PLAIN = ("None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset (and collections' "
+         "Counter, OrderedDict, defaultdict, deque)")
+# The plain types: an instance of a subclass of one of them is never sent nor made a handle (it would pass for
+# plain data on the solution's side only); the judge names its type in a TypeError instead.
+PLAIN_TYPES = (bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset, deque)
 
 # Exit statuses of a judge that stopped without a verdict: the solution's process ended mid-conversation, or
 # sent something that is not the protocol.
@@ -38,6 +43,10 @@ SOLUTION_ENDED = 72
 PROTOCOL_BROKEN = 73
 
 _CONTAINERS = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}
+_MAPPINGS = {dict: b"d", Counter: b"C", OrderedDict: b"O", defaultdict: b"D"}
+# A defaultdict crosses with its factory when that is one of these (by name); with none otherwise.
+_FACTORIES = {"int": int, "float": float, "str": str, "list": list, "dict": dict, "set": set, "tuple": tuple,
+              "frozenset": frozenset, "bool": bool, "bytes": bytes, "complex": complex}
 
 
 class Unsendable(TypeError):
@@ -80,14 +89,22 @@ def _encode(v, out: bytearray, handle, depth: int) -> None:
         out += _I.pack(len(v))
         for item in v:
             _encode(item, out, handle, depth + 1)
-    elif t is dict:
+    elif t in _MAPPINGS:
         if depth > MAX_DEPTH:
             raise Unsendable(f"dict nested deeper than {MAX_DEPTH} levels")
-        out += b"d"
+        out += _MAPPINGS[t]
+        if t is defaultdict:
+            factory = v.default_factory
+            _encode(factory.__name__ if _FACTORIES.get(getattr(factory, "__name__", None)) is factory else None,
+                    out, None, depth + 1)
         out += _I.pack(len(v))
-        for key, item in v.items():
+        for key, item in dict.items(v):
             _encode(key, out, handle, depth + 1)
             _encode(item, out, handle, depth + 1)
+    elif t is deque:
+        out += b"Q"
+        _encode(v.maxlen, out, None, depth + 1)
+        _encode(list(v), out, handle, depth + 1)
     elif t is bytes:
         out += b"b"
         out += _I.pack(len(v))
@@ -144,15 +161,20 @@ def _decode(data: bytes, pos: int, resolve, depth: int):
         return False, pos
     if tag == 0x66:  # f
         return _D.unpack_from(data, pos)[0], pos + 8
-    if tag in (0x6C, 0x74, 0x53, 0x5A, 0x64):  # l t S Z d
+    if tag in (0x6C, 0x74, 0x53, 0x5A, 0x64, 0x43, 0x4F, 0x44):  # l t S Z d C O D
         if depth > MAX_DEPTH:
             raise Malformed("nested too deep")
+        if tag == 0x44:  # D: the factory's name first
+            factory, pos = _decode(data, pos, None, depth + 1)
+            if factory is not None and (type(factory) is not str or factory not in _FACTORIES):
+                raise Malformed("defaultdict factory")
         count = _I.unpack_from(data, pos)[0]
         pos += 4
         if count > len(data) - pos:
             raise Malformed("truncated")
-        if tag == 0x64:
-            result = {}
+        if tag in (0x64, 0x43, 0x4F, 0x44):
+            result = ({0x64: dict, 0x43: Counter, 0x4F: OrderedDict}[tag]() if tag != 0x44
+                      else defaultdict(_FACTORIES[factory] if factory else None))
             for _ in range(count):
                 key, pos = _decode(data, pos, resolve, depth + 1)
                 result[key], pos = _decode(data, pos, resolve, depth + 1)
@@ -176,6 +198,12 @@ def _decode(data: bytes, pos: int, resolve, depth: int):
         if end > len(data):
             raise Malformed("truncated")
         return bytes(data[pos + 4:end]), end
+    if tag == 0x51:  # Q
+        maxlen, pos = _decode(data, pos, None, depth + 1)
+        items, pos = _decode(data, pos, resolve, depth + 1)
+        if (maxlen is not None and type(maxlen) is not int) or type(items) is not list:
+            raise Malformed("deque")
+        return deque(items, maxlen), pos
     if tag == 0x63:  # c
         real, imag = _DD.unpack_from(data, pos)
         return complex(real, imag), pos + 16

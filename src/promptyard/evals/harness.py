@@ -18,9 +18,10 @@ import builtins
 import sys
 
 if __package__:
-    from promptyard.evals.bridge import PLAIN, Unsendable, _type_name, decode, encode, receive, send
+    from promptyard.evals.bridge import PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode, receive, send
 else:
-    from bridge import PLAIN, Unsendable, _type_name, decode, encode, receive, send  # type: ignore[no-redef]
+    from bridge import (PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode,  # type: ignore[no-redef]
+                        receive, send)
 
 # Exceptions reported as their own verdicts; everything else is `error` with its type (a tuple: it cannot be
 # changed in place). Used by the judge.
@@ -92,6 +93,11 @@ class _Server:
     def known(self, value):
         return self.ids.get(id(value))
 
+    def reference(self, value):
+        """A handle for a value that is not plain data, except a subclass of a plain type (its type is named in
+        a TypeError instead: it would pass for plain data here only)."""
+        return None if isinstance(value, PLAIN_TYPES) else self.handle(value)
+
     def _entry(self, name: str, value) -> bytes:
         try:
             return encode((name, "v", value))
@@ -131,41 +137,36 @@ class _Server:
         except BaseException as exc:  # noqa: BLE001
             _send_exception(self.fd_out, exc)
             return
-        try:
-            send(self.fd_out, b"V", b"t\x02\x00\x00\x00" + encode(value, self.known) + b"N")
-        except _ENCODE_ERRORS:
-            kind = "class" if isinstance(value, type) else "object"
-            send(self.fd_out, b"H", encode((self.handle(value), kind, _type_name(type(value)))))
+        self._reply(value, b"N")
 
     def _call(self, target: int, attr, args: tuple, kwargs: dict, track: bool) -> None:
-        before = encode((args, kwargs), self.known) if track else None
+        before = encode((args, kwargs), self.reference) if track else None
         try:
             function = self.objects[target] if attr is None else getattr(self.objects[target], attr)
             result = function(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - raised again in the judge, as its builtin type
             _send_exception(self.fd_out, exc)
             return
-        try:
-            value = encode(result, self.known)
-        except _ENCODE_ERRORS as exc:
-            if attr is None and isinstance(function, type):
-                # An instance made by calling a class of the solution: a handle (identity equality in the judge).
-                send(self.fd_out, b"H", encode((self.handle(result), "object", _type_name(type(result)))))
-                return
-            name = str(exc) if type(exc) is Unsendable else _type_name(type(result))
-            _send_exception(self.fd_out, TypeError(
-                f"the solution returned a value of type {name!r}: only {PLAIN} reach the tests"))
-            return
         changed = b"N"
         if track:
             try:
-                after = encode((args, kwargs), self.known)
+                after = encode((args, kwargs), self.reference)
             except _ENCODE_ERRORS as exc:
                 _send_exception(self.fd_out, TypeError(f"the solution put a value of type {exc} in an argument"))
                 return
             if after != before:
                 changed = after
-        send(self.fd_out, b"V", b"t\x02\x00\x00\x00" + value + changed)
+        self._reply(result, changed)
+
+    def _reply(self, value, changed: bytes) -> None:
+        """The value as plain data, or as a handle when it is an object (a class's instance, a `re.Match`):
+        in the judge a handle is truthy and equal only to itself. A subclass of a plain type is a TypeError."""
+        try:
+            send(self.fd_out, b"V", b"t\x02\x00\x00\x00" + encode(value, self.reference) + changed)
+        except _ENCODE_ERRORS as exc:
+            name = str(exc) if type(exc) is Unsendable else _type_name(type(value))
+            _send_exception(self.fd_out, TypeError(
+                f"the solution returned a value of type {name!r}: only {PLAIN} reach the tests"))
 
 
 def _send_exception(fd: int, exc: BaseException) -> None:

@@ -53,7 +53,7 @@ class Remote:
         return _request(b"G", (self._id, attr), (), {})
 
     def __repr__(self) -> str:
-        return f"<{self._kind} of type {self._type} in the solution's process>"
+        return f"<{self._kind} #{self._id} of the solution's process>"
 
 
 def _remote(ident: int, kind: str, type_name: str) -> Remote:
@@ -61,6 +61,11 @@ def _remote(ident: int, kind: str, type_name: str) -> Remote:
     if remote is None:
         remote = _REMOTES[ident] = Remote(ident, kind, type_name)
     return remote
+
+
+def _resolve(ident: int) -> Remote:
+    """The handle for an object the solution sent by reference (made on first sight)."""
+    return _remote(ident, "object", "object")
 
 
 def _handle_of(value):
@@ -113,7 +118,7 @@ def _receive():
         _EXIT(SOLUTION_ENDED)
     kind, body = message
     try:
-        value = decode(body, _REMOTES.__getitem__)
+        value = decode(body, _resolve)
         if kind == b"E":
             name, args, text = value
             if type(name) is not str or type(text) is not str or (args is not None and type(args) is not tuple):
