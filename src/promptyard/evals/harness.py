@@ -15,13 +15,16 @@ ctypes on its memory, patched builtins) changes only what it answers, which the 
 from __future__ import annotations
 
 import builtins
+import marshal
 import sys
 
 if __package__:
-    from promptyard.evals.bridge import PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode, receive, send
+    from promptyard.evals.bridge import PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode, receive
+    from promptyard.evals.bridge import send as _send_frame
 else:
     from bridge import (PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode,  # type: ignore[no-redef]
-                        receive, send)
+                        receive)
+    from bridge import send as _send_frame  # type: ignore[no-redef]
 
 # Exceptions reported as their own verdicts; everything else is `error` with its type (a tuple: it cannot be
 # changed in place). Used by the judge.
@@ -56,13 +59,17 @@ def run_solution(solution, tests_text: str, names, fd_in: int, fd_out: int) -> N
         exec_(solution, scope)
     except BaseException as exc:  # noqa: BLE001 - every way the solution can end is the judge's to weigh
         _send_exception(fd_out, exc)
-        flush()
         return
     server = _Server(scope, fd_in, fd_out)
     send(fd_out, b"R", server.describe(names))
-    flush()
     server.serve()
     flush()
+
+
+def send(fd: int, kind: bytes, body: bytes) -> None:
+    """A frame to the judge, after what the solution printed so far: the judge may end the sample on it."""
+    _flush()
+    _send_frame(fd, kind, body)
 
 
 def _flush() -> None:
@@ -124,12 +131,13 @@ class _Server:
             if message is None:
                 return
             kind, body = message
-            request = decode(body, self.objects.__getitem__)
-            if kind == b"G":
+            # Lower-case kinds: the judge's plain arguments in marshal (C-fast; the judge is trusted). Upper-case:
+            # our own encoding, for arguments that hold the solution's objects (handles).
+            request = marshal.loads(body) if kind in (b"c", b"m", b"g") else decode(body, self.objects.__getitem__)
+            if kind in (b"G", b"g"):
                 self._getattr(*request)
             else:
-                self._call(*request, track=kind == b"M")
-            _flush()  # what the solution printed reaches the capture before the judge can end the sample
+                self._call(*request, track=kind in (b"M", b"m"))
 
     def _getattr(self, target: int, attr: str) -> None:
         try:
@@ -140,7 +148,7 @@ class _Server:
         self._reply(value, b"N")
 
     def _call(self, target: int, attr, args: tuple, kwargs: dict, track: bool) -> None:
-        before = encode((args, kwargs), self.reference) if track else None
+        before = self._snapshot(args, kwargs) if track else None
         try:
             function = self.objects[target] if attr is None else getattr(self.objects[target], attr)
             result = function(*args, **kwargs)
@@ -148,15 +156,24 @@ class _Server:
             _send_exception(self.fd_out, exc)
             return
         changed = b"N"
-        if track:
+        if track and self._snapshot(args, kwargs) != before:
             try:
-                after = encode((args, kwargs), self.reference)
+                changed = encode((args, kwargs), self.reference)
             except _ENCODE_ERRORS as exc:
                 _send_exception(self.fd_out, TypeError(f"the solution put a value of type {exc} in an argument"))
                 return
-            if after != before:
-                changed = after
         self._reply(result, changed)
+
+    def _snapshot(self, args: tuple, kwargs: dict):
+        """The arguments' state, to tell whether the call changed them (marshal, version 2: no references, so
+        the same state always gives the same bytes)."""
+        try:
+            return marshal.dumps((args, kwargs), 2)
+        except ValueError:  # they hold handles: our own encoding
+            try:
+                return encode((args, kwargs), self.reference)
+            except _ENCODE_ERRORS:
+                return None
 
     def _reply(self, value, changed: bytes) -> None:
         """The value as plain data, or as a handle when it is an object (a class's instance, a `re.Match`):

@@ -207,6 +207,11 @@ def become_subreaper() -> None:
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def not_dumpable() -> None:
+    """No ptrace, no /proc/PID/mem and no core for this process, even for processes of the same uid."""
+    _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL us when our parent dies."""
     _libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)

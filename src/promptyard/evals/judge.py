@@ -1,20 +1,26 @@
-"""The judge: the process that runs a sample's tests and alone decides its verdict.
+"""The judge: the process that runs the tests and alone decides a sample's verdict.
 
-It is forked from the worker like the solution's process but runs under another uid, so the solution can neither
-signal, trace nor read it. The solution's names reach the tests through the pipe (bridge): plain data rebuilt by
-exact type, everything else as a `Remote` whose calls run in the solution's process. An exception the solution
-raises is raised here again as the same builtin type with its message (a subclass as its nearest builtin
-ancestor). If the solution's process ends mid-conversation or breaks the protocol, the judge stops without a
-verdict and the worker reports how the solution ended: nothing the solution prints, exits with or writes can pass.
+One judge per worker, started once (forked from the worker, so warm) and kept for the worker's samples: a fork per
+sample for it would double the sandbox's cost. It runs under a uid of its own, not dumpable, so the solution can
+neither trace, read nor write it; the solution's names reach the tests through the pipe (bridge): plain data
+rebuilt by exact type, everything else as a `Remote` whose calls run in the solution's process. An exception the
+solution raises is raised here again as the same builtin type with its message (a subclass as its nearest builtin
+ancestor). If the solution's process ends mid-conversation or breaks the protocol, the sample has no verdict from
+the tests whatever they catch: the worker reports how the solution ended. Nothing the solution prints, exits with
+or writes can pass.
 
+Each sample starts with a control frame from the worker (its nonce and tests); the judge empties the pipe from the
+solution (whatever a previous solution left in it), acknowledges, and the worker only then forks the solution.
 The report is one tab-separated line, `nonce  verdict  exception-type  message`, the last two escaped with
-`unicode_escape`, written only after the last test statement.
+`unicode_escape`, written after the last test statement; `ended` and `broken` report a solution gone or lawless.
 """
 
 from __future__ import annotations
 
 import builtins
+import marshal
 import os
+import select
 import sys
 
 if __package__:
@@ -31,6 +37,8 @@ _BUILTINS = dict(builtins.__dict__)
 _EXIT = os._exit
 # The pipe to the solution's process, and the handles it gave us (by id); set in run_tests.
 _CHANNEL = {"in": -1, "out": -1}
+# Set when the current sample's solution ended or broke the protocol: the sample's outcome, whatever the tests do.
+_STATE: dict = {"ended": None}
 _REMOTES: dict[int, "Remote"] = {}
 _NAMED_DUNDERS = ("__name__", "__qualname__", "__doc__", "__module__")
 
@@ -76,19 +84,36 @@ def _call(target: int, attr, args: tuple, kwargs: dict):
     return _request(None, (target, attr, args, kwargs), args, kwargs)
 
 
+class _Ended(BaseException):
+    """The solution's process is gone (or lawless): raised into the tests, and the report says so anyway."""
+
+
+def _end(code: int):
+    _STATE["ended"] = code
+    raise _Ended("the solution's process ended" if code == SOLUTION_ENDED else "the solution broke the protocol")
+
+
 def _request(kind, payload: tuple, args: tuple, kwargs: dict):
-    try:
-        body = encode(payload, _handle_of)
-    except Unsendable as exc:
-        raise TypeError(f"a value of type {exc} cannot be passed to the solution: only {PLAIN} "
-                        "and the solution's own objects cross") from None
+    if _STATE["ended"] is not None:
+        _end(_STATE["ended"])
     if kind is None:
         # "M": the arguments hold containers the solution may change in place; it sends them back if it did.
         kind = b"M" if any(_mutable(a) for a in (*args, *kwargs.values())) else b"C"
     try:
+        # Plain arguments travel in marshal (fast in C both ways; only the solution decodes them), as lower-case
+        # kinds; arguments holding handles in our own encoding.
+        body = marshal.dumps(payload)
+        kind = kind.lower()
+    except ValueError:
+        try:
+            body = encode(payload, _handle_of)
+        except Unsendable as exc:
+            raise TypeError(f"a value of type {exc} cannot be passed to the solution: only {PLAIN} "
+                            "and the solution's own objects cross") from None
+    try:
         send(_CHANNEL["out"], kind, body)
     except OSError:
-        _EXIT(SOLUTION_ENDED)
+        _end(SOLUTION_ENDED)
     reply, value = _receive()
     if reply == b"E":
         _raise(value)
@@ -111,12 +136,15 @@ def _receive():
     try:
         message = receive(_CHANNEL["in"])
     except OSError:
-        _EXIT(SOLUTION_ENDED)
+        message = None
     except Malformed:
-        _EXIT(PROTOCOL_BROKEN)
+        _end(PROTOCOL_BROKEN)
     if message is None:
-        _EXIT(SOLUTION_ENDED)
+        _end(SOLUTION_ENDED)
     kind, body = message
+    if kind == b"X":  # written by the worker when the solution's process exited
+        _end(SOLUTION_ENDED)
+    broken = False
     try:
         value = decode(body, _resolve)
         if kind == b"E":
@@ -134,7 +162,9 @@ def _receive():
         else:
             raise Malformed("kind")
     except Exception:  # noqa: BLE001 - any way the bytes fail to be the protocol
-        _EXIT(PROTOCOL_BROKEN)
+        broken = True
+    if broken:
+        _end(PROTOCOL_BROKEN)
     return kind, value
 
 
@@ -215,18 +245,17 @@ def _escape(text: str, encode=str.encode) -> str:
     return encode(text, "unicode_escape").decode("ascii")
 
 
-def run_tests(tests, tests_text: str, fd_in: int, fd_out: int, result_fd: int, nonce: bytearray) -> None:
-    """Wait for the solution's names (or the exception its top level raised), exec the tests with them, and write
-    the signed outcome."""
-    token = nonce.decode()
-    nonce[:] = b"\0" * len(nonce)
-    _CHANNEL.update({"in": fd_in, "out": fd_out})
+def run_tests(tests, token: str) -> str:
+    """Wait for the solution's names (or the exception its top level raised), exec the tests with them; returns
+    the signed report."""
+    _STATE["ended"] = None
+    _REMOTES.clear()
     try:
         kind, value = _receive()
         if kind == b"E":
             _raise(value)  # the solution's top level raised (or did not compile): the program's outcome
         if kind != b"R":
-            _EXIT(PROTOCOL_BROKEN)
+            _end(PROTOCOL_BROKEN)
         if isinstance(tests, str):
             tests = compile(tests, "<tests>", "exec", dont_inherit=True)
         exec(tests, value)
@@ -242,10 +271,45 @@ def run_tests(tests, tests_text: str, fd_in: int, fd_out: int, result_fd: int, n
         except BaseException:  # noqa: BLE001
             message = ""
         report = f"{token}\t{verdict}\t{_escape(type(exc).__name__)}\t{_escape(message)}\n"
+    if _STATE["ended"] is not None:
+        report = f"{token}\t{'ended' if _STATE['ended'] == SOLUTION_ENDED else 'broken'}\t\t\n"
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:  # noqa: BLE001
         pass
-    os.write(result_fd, report.encode())
-    _EXIT(0)
+    return report
+
+
+def _drain(fd: int) -> None:
+    """Empty the pipe of whatever a previous solution left in it (it is dead: nothing more can come)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while poller.poll(0):
+        if not os.read(fd, 1 << 16):
+            return
+
+
+def serve(fd_in: int, fd_out: int, result_fd: int, control_fd: int) -> None:
+    """Judge the worker's samples, one control frame each, until the worker closes the control pipe."""
+    _CHANNEL.update({"in": fd_in, "out": fd_out})
+    compiled: dict = {}
+    while True:
+        message = receive(control_fd, limit=1 << 40)
+        if message is None:
+            _EXIT(0)
+        token, tests_text = marshal.loads(message[1])
+        _drain(fd_in)
+        os.write(result_fd, b"A")
+        tests = compiled.get(tests_text)
+        if tests is None:
+            try:
+                tests = compile(tests_text, "<tests>", "exec", dont_inherit=True)
+            except BaseException:  # noqa: BLE001 - raised again in run_tests, as the sample's outcome
+                tests = tests_text
+            if len(compiled) > 512:
+                compiled.clear()
+            compiled[tests_text] = tests
+        report = memoryview(run_tests(tests, token).encode())
+        while report:
+            report = report[os.write(result_fd, report):]

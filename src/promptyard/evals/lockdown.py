@@ -39,9 +39,12 @@ def _claim_uids() -> None:
 def _budget(memory: int, processes: int, name: str) -> None:
     """The cgroup all of a sample's processes share (created before the root is swapped: /sys is not in it)."""
     try:
-        STATE["budget"] = cgroups.create(name, memory, processes + 1)  # +1: the judge
+        # +2: the worker itself (and, until it forks into its PID namespace, its parent) counts too.
+        STATE["budget"] = cgroups.create(name, memory, processes + 2)
+        STATE["budget"].join()  # every solution process is forked into it (see cgroups.py)
     except OSError as exc:
-        STATE["no_budget"] = (f"no cgroup for a per-sample budget ({exc.strerror or exc}): memory is bounded per "
+        where = f" on {exc.filename}" if exc.filename else ""
+        STATE["no_budget"] = (f"no cgroup for a per-sample budget ({exc.strerror or exc}{where}): memory is bounded per "
                               "process (address space) and processes per uid, not per sample")
 
 

@@ -9,60 +9,97 @@ import signal
 import time
 
 
-def supervise(judge: int, solution: int, readers: dict[int, str], caps: dict[str, int], deadline: float):
-    """Drain the pipes (capped) until the judge exits or the deadline passes; both processes are then killed and
-    reaped. Returns (judge status, solution status, captured, truncated, timed_out)."""
-    captured = {name: bytearray() for name in caps}
-    truncated: set[str] = set()
-    timed_out = exited = False
-    pidfd = os.pidfd_open(judge)
+class Run:
+    """What supervising one sample found."""
+
+    def __init__(self) -> None:
+        self.captured = {"stdout": bytearray(), "stderr": bytearray()}
+        self.truncated: set[str] = set()
+        self.timed_out = False
+        self.report: str | None = None
+        self.solution_status: int | None = None
+        self.judge_status: int | None = None
+        # The judge died, overran the deadline or could not be told the solution ended: it is started anew.
+        self.judge_lost = False
+
+
+def supervise(solution: int, judge, out: int, err: int, cap: int, deadline: float, nonce: str) -> Run:
+    """Drain the solution's and the judge's output (capped) until the judge reports or the deadline passes.
+
+    When the solution's process exits first, whatever it started is killed and the judge is told (it then reports
+    `ended`, or its verdict if the tests were already done with the solution)."""
+    run = Run()
+    readers = {out: "stdout", err: "stderr", judge.out: "stdout", judge.err: "stderr", judge.result: "result"}
+    report = bytearray()
+    solution_fd = os.pidfd_open(solution)
     poller = select.poll()
-    for fd in [*readers, pidfd]:
+    for fd in [*readers, solution_fd, judge.pidfd]:
         poller.register(fd, select.POLLIN)
     try:
-        while readers:
-            now = time.monotonic()
-            # Once the judge is gone, whatever still holds a pipe (the solution, a stray) gets a moment to flush.
-            wait = min(0.2, deadline + 1 - now) if exited else deadline - now
-            ready = poller.poll(max(0, int(wait * 1000)))
+        while b"\n" not in report and not run.judge_lost:
+            wait = deadline - time.monotonic()
+            ready = poller.poll(max(0, int(wait * 1000))) if wait > 0 else []
             if not ready:
-                if exited:
-                    break
-                timed_out = exited = True
-                kill(judge)
-                kill(solution)
-                poller.unregister(pidfd)
-                continue
+                run.timed_out = run.judge_lost = True  # the judge may be inside the tests: it is stopped too
+                break
             for fd, _ in ready:
-                if fd == pidfd:
-                    exited = True
-                    poller.unregister(pidfd)
-                    continue
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
+                if fd == solution_fd:
                     poller.unregister(fd)
-                    os.close(fd)
-                    del readers[fd]
-                    continue
-                name = readers[fd]
-                room = caps[name] - len(captured[name])
-                if room > 0:
-                    captured[name] += chunk[:room]
-                if len(chunk) > room:
-                    truncated.add(name)
+                    kill(solution)
+                    run.solution_status = os.waitpid(solution, 0)[1]
+                    cleanup(judge.pid)  # nothing of the solution's may write to the bridge after the notice
+                    if not judge.solution_ended():
+                        run.judge_lost = True
+                elif fd == judge.pidfd:
+                    run.judge_lost = True
+                else:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        poller.unregister(fd)
+                        if fd in (judge.out, judge.err, judge.result):
+                            run.judge_lost = True
+                        continue
+                    if readers[fd] == "result":
+                        report += chunk
+                    else:
+                        _keep(run, readers[fd], chunk, cap)
     finally:
-        os.close(pidfd)
-        for fd in readers:
-            os.close(fd)
-    statuses = []
-    for pid in (judge, solution):
-        kill(pid)
-        statuses.append(os.waitpid(pid, 0)[1])
-    return statuses[0], statuses[1], captured, truncated, timed_out
+        os.close(solution_fd)
+    if run.solution_status is None:
+        kill(solution)
+        run.solution_status = os.waitpid(solution, 0)[1]
+    cleanup(judge.pid)
+    for fd in (out, err):  # its writers are all gone: read to the end
+        _drain(run, fd, readers[fd], cap, to_end=True)
+        os.close(fd)
+    if not run.judge_lost:
+        for fd in (judge.out, judge.err):  # flushed before its report
+            _drain(run, fd, readers[fd], cap, to_end=False)
+    if b"\n" in report:
+        run.report = bytes(report).split(b"\n", 1)[0].decode(errors="replace")
+    return run
+
+
+def _keep(run: Run, name: str, chunk: bytes, cap: int) -> None:
+    room = cap - len(run.captured[name])
+    if room > 0:
+        run.captured[name] += chunk[:room]
+    if len(chunk) > room:
+        run.truncated.add(name)
+
+
+def _drain(run: Run, fd: int, name: str, cap: int, to_end: bool) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while poller.poll(0 if not to_end else 200):
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        _keep(run, name, chunk, cap)
 
 
 def kill(pid: int) -> None:
-    # Outside a PID namespace the sample leads its own process group; whatever left it is killed in cleanup.
+    # Outside a PID namespace the solution leads its own process group; whatever left it is killed in cleanup.
     for action in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
         try:
             action()
@@ -70,38 +107,18 @@ def kill(pid: int) -> None:
             pass
 
 
-def cleanup(pid_namespace: bool) -> None:
-    """After the sample's processes are reaped: no process they started may outlive them."""
-    if pid_namespace:
-        # We are PID 1 of this namespace: kill(-1) reaches every other process in it (and nothing outside), and
-        # every orphan in it is re-parented to us, so waiting until there is no child left proves they are gone.
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while True:
-            try:
-                os.waitpid(-1, 0)
-            except ChildProcessError:
-                return
-    _kill_descendants()
+def cleanup(keep: int) -> None:
+    """Kill whatever the solution left running, however detached (setsid, double fork), sparing the judge.
 
-
-def _kill_descendants() -> None:
-    """Kill whatever the sample left running, however detached (setsid, double fork, another uid).
-
-    We are its subreaper (see setup): an orphan in our subtree is re-parented to us, never to init. So: kill our
-    children, reap them (their children are ours from then on), and repeat until we have none left.
+    We are the subreaper of everything a sample forks (and PID 1 of its namespace when there is one): an orphan is
+    re-parented to us, never to init. So: kill our children but the judge, reap them (their children are ours
+    from then on), and repeat until none is left.
     """
-    # Children of this thread, the worker's only one (a kernel with CONFIG_PROC_CHILDREN, as distributions build).
-    listing = f"/proc/self/task/{os.getpid()}/children"
     while True:
-        try:
-            os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return  # the usual case: the sample left nothing
-        with open(listing, "rb") as handle:
-            children = [int(pid) for pid in handle.read().split()]
+        with open("/proc/thread-self/children", "rb") as handle:
+            children = [int(pid) for pid in handle.read().split() if int(pid) != keep]
+        if not children:
+            return
         for child in children:
             try:
                 os.kill(child, signal.SIGKILL)

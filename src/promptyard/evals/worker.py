@@ -10,19 +10,21 @@ from __future__ import annotations
 import fcntl
 import marshal
 import os
+import resource
 import signal
 import struct
 import sys
 import time
 
 if __package__:
-    from promptyard.evals import bridge, cgroups, harness, isolation, judge, lockdown, reaper, rootfs
+    from promptyard.evals import bridge, cgroups, harness, isolation, judge, judgeproc, lockdown, reaper, rootfs
 else:
     import bridge  # type: ignore[no-redef]
     import cgroups  # type: ignore[no-redef]
     import harness  # type: ignore[no-redef]
     import isolation  # type: ignore[no-redef]
     import judge  # type: ignore[no-redef]
+    import judgeproc  # type: ignore[no-redef]
     import lockdown  # type: ignore[no-redef]
     import reaper  # type: ignore[no-redef]
     import rootfs  # type: ignore[no-redef]
@@ -89,7 +91,7 @@ def _compiled_solution(solution: str):
     return solution if len(solution) > SOLUTION_COMPILE_MAX else _compiled(solution, "<solution>")
 
 
-def _lock_down(job: dict, folder: str, uid, fds: list[int]) -> None:
+def _lock_down(job: dict, folder: str, uid, fds: list[int], judge_: bool = False) -> None:
     """In a sample's process: its folder, its budget, its fds (0: /dev/null, then `fds` from 1 on), limits, uid."""
     # Signal dispositions stay the interpreter's own (SIGPIPE and SIGXFSZ ignored, as in any Python program).
     if not STATE["pid_namespace"]:
@@ -100,13 +102,21 @@ def _lock_down(job: dict, folder: str, uid, fds: list[int]) -> None:
     if folder != STATE["workdir"]:
         os.environ["HOME"] = os.environ["TMPDIR"] = folder
     if STATE["budget"]:
-        STATE["budget"].join()  # before dropping privileges: the cgroup files are root's
+        # The worker is in the sample's cgroup (its solution processes are born there): the judge leaves it
+        # (before dropping privileges: these files are root's), a solution process makes itself the OOM killer's
+        # first pick, before the worker.
+        if judge_:
+            STATE["budget"].leave()
+        else:
+            with open("/proc/self/oom_score_adj", "w") as handle:
+                handle.write("1000")
     # Out of the way first (above every target number), then in place: no target overwrites a source.
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in fds]
     for target, fd in enumerate(high, start=1):
         os.dup2(fd, target)
     os.closerange(len(fds) + 1, 1 << 16)
-    isolation.apply_limits(job["limits"], cpu_seconds=int(job["timeout"]) + 1)
+    # The judge serves many samples: no CPU-time limit of its own (each sample's deadline stops it).
+    isolation.apply_limits(job["limits"], cpu_seconds=resource.RLIM_INFINITY if judge_ else int(job["timeout"]) + 1)
     if uid:
         isolation.drop_privileges(uid)
     if not STATE["pid_namespace"]:
@@ -123,14 +133,29 @@ def _solution_process(job, workdir, uid, fds, solution, names) -> None:
     os._exit(0)
 
 
-def _judge_process(job, uid, fds, tests, nonce) -> None:
+def _judge_process(job, uid, fds) -> None:
     try:
-        _lock_down(job, STATE["judge_dir"], uid, fds)  # 1 stdout, 2 stderr, 3 from the solution, 4 to it, 5 result
+        _lock_down(job, STATE["judge_dir"], uid, fds, judge_=True)
         os.environ["HOME"] = os.environ["TMPDIR"] = STATE["judge_dir"]
+        isolation.not_dumpable()  # no ptrace, no /proc/PID/mem for anyone but root (a same-uid solution included)
     except BaseException:  # noqa: BLE001
         os._exit(71)
-    judge.run_tests(tests, job["tests"], 3, 4, 5, nonce)
+    judge.serve(3, 4, 5, 6)
     os._exit(0)
+
+
+def _judge(job: dict, nonce: str) -> "judgeproc.JudgeProcess | None":
+    """The worker's judge, told that a sample begins (started anew if it died or does not answer)."""
+    for _ in range(2):
+        current = STATE.get("judge")
+        if current is None:
+            uid = STATE["uids"][1] if STATE["uids"] else None
+            current = STATE["judge"] = judgeproc.JudgeProcess(lambda fds: _fork(_judge_process, job, uid, fds))
+        if current.start(nonce, job["tests"]):
+            return current
+        current.close()
+        STATE["judge"] = None
+    return None
 
 
 def _fresh_folder(unique: str) -> str:
@@ -157,69 +182,69 @@ def _fork(child, *args) -> int:
 
 
 def run_job(job: dict) -> dict:
-    """Run one job to a verdict; nothing it started outlives this call."""
+    """Run one job to a verdict; nothing the solution started outlives this call."""
     started = time.monotonic()
     nonce_text = os.urandom(16).hex()
-    nonce = bytearray(nonce_text.encode())
     workdir = _fresh_folder(nonce_text)
     uids = STATE["uids"] or (None, None)
     if uids[0]:
         os.chown(workdir, uids[0], uids[0])
-    tests, names = _compiled_tests(job["tests"])
+    _, names = _compiled_tests(job["tests"])
     solution = _compiled_solution(job["solution"])
-    out, err, result, to_solution, to_judge = (os.pipe() for _ in range(5))
+    judge_ = _judge(job, nonce_text)
+    if judge_ is None:
+        reaper.remove_tree(workdir)
+        return {"verdict": "crashed", "detail": "the sandbox's judge could not be started",
+                "isolation": STATE["isolation_report"]}
+    out, err = os.pipe(), os.pipe()
     budget = STATE["budget"]
-    oom_kills = budget.oom_kills() if budget else 0
-    solution_pid = _fork(_solution_process, job, workdir, uids[0], [out[1], err[1], to_solution[0], to_judge[1]],
+    counters = budget.counters() if budget else None
+    solution_pid = _fork(_solution_process, job, workdir, uids[0], [out[1], err[1], *judge_.solution_fds()],
                          solution, names)
-    judge_pid = _fork(_judge_process, job, uids[1], [out[1], err[1], to_judge[0], to_solution[1], result[1]],
-                      tests, nonce)
-    nonce[:] = b"\0" * len(nonce)
-    for fd in (out[1], err[1], result[1], *to_solution, *to_judge):
-        os.close(fd)
+    os.close(out[1])
+    os.close(err[1])
     cap = int(job.get("limits", {}).get("output_bytes", 64 * 1024))
-    # The report carries the exception's text (up to harness.MESSAGE_MAX characters, escaped).
-    caps = {"stdout": cap, "stderr": cap, "result": 1 << 20}
-    readers = {out[0]: "stdout", err[0]: "stderr", result[0]: "result"}
     try:
-        judged, solved, captured, truncated, timed_out = reaper.supervise(
-            judge_pid, solution_pid, readers, caps, started + float(job["timeout"]))
+        run = reaper.supervise(solution_pid, judge_, out[0], err[0], cap, started + float(job["timeout"]),
+                               nonce_text)
     finally:
         try:
-            reaper.cleanup(STATE["pid_namespace"])
+            reaper.cleanup(judge_.pid)
         finally:
             reaper.remove_tree(workdir)
             reaper.empty_folders(STATE["temporary"])
-    over_budget = bool(budget) and budget.oom_kills() > oom_kills
-    outcome = _verdict(judged, solved, captured["result"].decode(errors="replace"), nonce_text, timed_out,
-                       over_budget)
+    if run.judge_lost:
+        run.judge_status = judge_.close()
+        STATE["judge"] = None
+    after = budget.counters() if budget else None
+    # Over budget: the kernel killed one of its processes, or it hit the limit and ran out of time (reclaiming).
+    over_budget = bool(budget) and (after[0] > counters[0] or (run.timed_out and after[1] > counters[1]))
+    outcome = _verdict(run, nonce_text, over_budget)
     outcome.update(
-        stdout=captured["stdout"].decode(errors="replace"),
-        stderr=captured["stderr"].decode(errors="replace"),
-        truncated=sorted(truncated),
+        stdout=run.captured["stdout"].decode(errors="replace"),
+        stderr=run.captured["stderr"].decode(errors="replace"),
+        truncated=sorted(run.truncated),
         duration=round(time.monotonic() - started, 4),
         isolation=STATE["isolation_report"],
     )
     return outcome
 
 
-def _verdict(judged: int, solved: int, result_text: str, nonce: str, timed_out: bool, over_budget: bool) -> dict:
+def _verdict(run, nonce: str, over_budget: bool) -> dict:
     """The judge's verdict; when it has none because the solution's process ended mid-conversation, how that
     process ended; `memory` whenever the kernel killed one of the sample's processes over its budget."""
     if over_budget:
         return {"verdict": "memory", "detail": "over the sample's memory budget (killed by the kernel)",
                 "exception": None}
-    if os.WIFEXITED(judged) and os.WEXITSTATUS(judged) in (bridge.SOLUTION_ENDED, bridge.PROTOCOL_BROKEN) \
-            and not timed_out and not _signed(result_text, nonce):
-        if os.WEXITSTATUS(judged) == bridge.PROTOCOL_BROKEN and os.WIFSIGNALED(solved) \
-                and os.WTERMSIG(solved) == signal.SIGKILL:
-            return {"verdict": "crashed", "detail": "the solution's process broke the protocol with the judge"}
-        return _interpret(solved, "", nonce, False)
-    return _interpret(judged, result_text, nonce, timed_out)
-
-
-def _signed(result_text: str, nonce: str) -> bool:
-    return any(line.split("\t")[0] == nonce for line in result_text.splitlines())
+    report = run.report
+    fields = report.split("\t") if report else []
+    if not run.timed_out and len(fields) == 4 and fields[0] == nonce and fields[1] == "broken":
+        return {"verdict": "crashed", "detail": "the solution's process broke the protocol with the judge"}
+    if not run.timed_out and len(fields) == 4 and fields[0] == nonce and fields[1] == "ended":
+        return _interpret(run.solution_status, "", nonce, False)
+    if report is None and not run.timed_out and run.judge_status is not None:
+        return _interpret(run.judge_status, "", nonce, False)
+    return _interpret(run.solution_status or 0, (report or "") + "\n", nonce, run.timed_out)
 
 
 def _unescape(text: str) -> str:
