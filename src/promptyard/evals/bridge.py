@@ -234,12 +234,15 @@ def receive(fd: int, limit: int = MAX_FRAME):
 
 def _read(fd: int, size: int):
     """Exactly `size` bytes; None at end of input before the first byte; Malformed when cut short."""
-    data = b""
+    data = _os_read(fd, size)  # the usual case: all of it at once
+    if not data:
+        return None
+    if len(data) == size:
+        return data
+    data = bytearray(data)  # appending to bytes would copy it all every time: quadratic on a big frame
     while len(data) < size:
         chunk = _os_read(fd, size - len(data))
         if not chunk:
-            if data:
-                raise Malformed("truncated frame")
-            return None
+            raise Malformed("truncated frame")
         data += chunk
-    return data
+    return bytes(data)
