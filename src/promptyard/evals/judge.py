@@ -9,8 +9,8 @@ ancestor). If the solution's process ends mid-conversation or breaks the protoco
 the tests whatever they catch: the worker reports how the solution ended. Nothing the solution prints, exits with
 or writes can pass.
 
-Each sample starts with a control frame from the worker (its nonce and tests); the judge empties the pipe from the
-solution (whatever a previous solution left in it), acknowledges, and the worker only then forks the solution.
+Each sample starts with a control frame from the worker (its nonce and tests); the worker has emptied the pipe from
+the solution of whatever a previous one left in it before (the judge reads that pipe only during a sample).
 The report is one tab-separated line, `nonce  verdict  exception-type  message`, the last two escaped with
 `unicode_escape`, written after the last test statement; `ended` and `broken` report a solution gone or lawless.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import builtins
 import marshal
 import os
-import select
 import sys
 
 if __package__:
@@ -288,15 +287,6 @@ def run_tests(tests, token: str) -> str:
     return report
 
 
-def _drain(fd: int) -> None:
-    """Empty the pipe of whatever a previous solution left in it (it is dead: nothing more can come)."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    while poller.poll(0):
-        if not os.read(fd, 1 << 16):
-            return
-
-
 def serve(fd_in: int, fd_out: int, result_fd: int, control_fd: int) -> None:
     """Judge the worker's samples, one control frame each, until the worker closes the control pipe."""
     _CHANNEL.update({"in": fd_in, "out": fd_out})
@@ -306,8 +296,6 @@ def serve(fd_in: int, fd_out: int, result_fd: int, control_fd: int) -> None:
         if message is None:
             _EXIT(0)
         token, tests_text = marshal.loads(message[1])
-        _drain(fd_in)
-        os.write(result_fd, b"A")
         tests = compiled.get(tests_text)
         if tests is None:
             try:

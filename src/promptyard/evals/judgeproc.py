@@ -13,9 +13,6 @@ if __package__:
 else:
     import bridge  # type: ignore[no-redef]
 
-# How long the judge may take to acknowledge a new sample (it is idle then: this only catches a wedged judge).
-ACK_SECONDS = 5.0
-
 
 class JudgeProcess:
     """Pipes: control (worker -> judge), result, stdout, stderr (judge -> worker); to_solution and from_solution
@@ -25,8 +22,10 @@ class JudgeProcess:
         control, result, out, err, to_solution, from_solution = (os.pipe() for _ in range(6))
         # The child gets: 1 stdout, 2 stderr, 3 from the solution, 4 to the solution, 5 result, 6 control.
         self.pid = start_child([out[1], err[1], from_solution[0], to_solution[1], result[1], control[0]])
-        for fd in (out[1], err[1], from_solution[0], to_solution[1], result[1], control[0]):
+        for fd in (out[1], err[1], to_solution[1], result[1], control[0]):
             os.close(fd)
+        # Kept to empty the pipe between samples, while the judge waits on its control pipe (never on this one).
+        self.stale = from_solution[0]
         self.control, self.result, self.out, self.err = control[1], result[0], out[0], err[0]
         self.to_solution, self.from_solution = to_solution[0], from_solution[1]
         self.pidfd = os.pidfd_open(self.pid)
@@ -36,17 +35,19 @@ class JudgeProcess:
         return [self.to_solution, self.from_solution]
 
     def start(self, nonce: str, tests: str) -> bool:
-        """Tell the judge a sample begins; True once it has emptied the bridge and is waiting for the solution."""
+        """Empty the bridge of what the last solution (dead and reaped) left in it, then tell the judge a sample
+        begins; False when the judge is gone."""
         _drain(self.to_solution)  # requests the judge sent a solution that is gone
+        _drain(self.stale)  # what that solution wrote and the judge did not read
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        if poller.poll(0):
+            return False  # the judge has exited
         try:
             bridge.send(self.control, b"J", marshal.dumps((nonce, tests)))
         except OSError:
             return False
-        poller = select.poll()
-        poller.register(self.result, select.POLLIN)
-        if not poller.poll(int(ACK_SECONDS * 1000)):
-            return False
-        return os.read(self.result, 1) == b"A"
+        return True
 
     def solution_ended(self) -> bool:
         """Tell a judge waiting on the solution that it is gone; False when the pipe is full (the judge is not
@@ -70,7 +71,8 @@ class JudgeProcess:
             status = os.waitpid(self.pid, 0)[1]
         except ChildProcessError:
             status = None
-        for fd in (self.control, self.result, self.out, self.err, self.to_solution, self.from_solution, self.pidfd):
+        for fd in (self.control, self.result, self.out, self.err, self.to_solution, self.from_solution, self.stale,
+                   self.pidfd):
             try:
                 os.close(fd)
             except OSError:
