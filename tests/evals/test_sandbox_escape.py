@@ -393,3 +393,29 @@ def test_stale_worker_folders_of_dead_scorers_are_removed_on_start():
             assert not os.path.exists(folder)
             assert os.path.isdir(mine)
     assert folder not in sandbox_module.stale_folders()
+
+
+def test_the_tests_are_not_in_the_solutions_memory(sandbox):
+    # A solution that looks for its tests (to copy the expected answers) finds nothing: they never reach the
+    # worker it is forked from, only the judge.
+    marker = uuid.uuid4().hex
+    half = len(marker) // 2
+    peek = (
+        "import gc\n"
+        "def peek():\n"
+        f"    needle = {marker[:half]!r} + {marker[half:]!r}\n"
+        "    def strings(obj):\n"
+        "        if type(obj) is dict:\n"
+        "            yield from (v for kv in list(obj.items()) for v in kv)\n"
+        "        elif type(obj) in (list, tuple):\n"
+        "            yield from obj\n"
+        "        elif type(obj).__name__ == 'code':\n"
+        "            yield from obj.co_consts\n"
+        "    for obj in gc.get_objects():\n"
+        "        for value in strings(obj):\n"
+        "            if type(value) is str and value is not needle and needle in value:\n"
+        "                return True\n"
+        "    return False\n"
+    )
+    result = run(sandbox, peek, f"expected = {marker!r}\nassert not peek(), 'the solution found its tests'\n")
+    assert result.verdict == "passed", result.detail

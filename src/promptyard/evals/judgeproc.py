@@ -20,7 +20,8 @@ class JudgeProcess:
 
     def __init__(self, start_child) -> None:
         control, result, out, err, to_solution, from_solution = (os.pipe() for _ in range(6))
-        # The child gets: 1 stdout, 2 stderr, 3 from the solution, 4 to the solution, 5 result, 6 control.
+        # The child gets: 1 stdout, 2 stderr, 3 from the solution, 4 to the solution, 5 result, 6 control, and
+        # 7 the scorer's tests (added by the worker).
         self.pid = start_child([out[1], err[1], from_solution[0], to_solution[1], result[1], control[0]])
         for fd in (out[1], err[1], to_solution[1], result[1], control[0]):
             os.close(fd)
@@ -34,7 +35,7 @@ class JudgeProcess:
         """The bridge's ends for a solution process: 3 (requests from the judge), 4 (answers to it)."""
         return [self.to_solution, self.from_solution]
 
-    def start(self, nonce: str, tests: str) -> bool:
+    def start(self, nonce: str, job_id: int) -> bool:
         """Empty the bridge of what the last solution (dead and reaped) left in it, then tell the judge a sample
         begins; False when the judge is gone."""
         _drain(self.to_solution)  # requests the judge sent a solution that is gone
@@ -44,7 +45,7 @@ class JudgeProcess:
         if poller.poll(0):
             return False  # the judge has exited
         try:
-            bridge.send(self.control, b"J", marshal.dumps((nonce, tests)))
+            bridge.send(self.control, b"J", marshal.dumps((nonce, job_id)))
         except OSError:
             return False
         return True

@@ -116,10 +116,15 @@ class _Worker:
         # after this scorer process, so that a later scorer removes it if this one is killed (stale_folders).
         self.scratch = tempfile.mkdtemp(prefix=f"{WORKER_FOLDER_PREFIX}{owner}-")
         self.cgroup = f"{cgroups.PREFIX}{owner}-{slot}-{os.path.basename(self.scratch).rsplit('-', 1)[-1]}"
+        # The tests travel on a pipe of their own, straight to the worker's judge: the worker never reads them, so
+        # no solution process (a fork of the worker) holds them in its memory to copy the expected answers from.
+        tests_read, self.tests = os.pipe()
+        self.sequence = 0
         # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
         env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0",
                "PROMPTYARD_SANDBOX_SCRATCH": self.scratch, "PROMPTYARD_SANDBOX_CGROUP": self.cgroup,
-               "PROMPTYARD_SANDBOX_BUDGET": f"{self.limits.memory} {self.limits.processes}"}
+               "PROMPTYARD_SANDBOX_BUDGET": f"{self.limits.memory} {self.limits.processes}",
+               "PROMPTYARD_SANDBOX_TESTS_FD": str(tests_read)}
         # -S skips site (and the .pth files it would run); the paths samples may import from are passed instead.
         paths = [here, *[p for p in sys.path if p and os.path.isdir(p)]]
         # __import__ rather than `import worker`: no name in __main__ keeps the worker module reachable once it
@@ -134,12 +139,22 @@ class _Worker:
             env=env,
             cwd="/",
             start_new_session=True,  # no controlling terminal for any sample
+            pass_fds=(tests_read,),
         )
+        os.close(tests_read)
 
     def send(self, frame: bytes) -> None:
         remaining = memoryview(frame)
         while remaining:  # a raw pipe may take a big frame in more than one write
             remaining = remaining[self.proc.stdin.write(remaining):]
+
+    def submit(self, job: dict, tests: str) -> None:
+        """The job to the worker, its tests to the judge (numbered alike, so the judge pairs them)."""
+        self.sequence += 1
+        self.send(frame({**job, "id": self.sequence}))
+        remaining = memoryview(frame((self.sequence, tests)))
+        while remaining:
+            remaining = remaining[os.write(self.tests, remaining):]
 
     def receive(self) -> dict:
         header = self._read_exactly(4)
@@ -158,16 +173,17 @@ class _Worker:
     def fileno(self) -> int:
         return self.proc.stdout.fileno()
 
-    def run(self, job: dict) -> dict:
-        self.send(frame(job))
+    def run(self, job: dict, tests: str) -> dict:
+        self.submit(job, tests)
         return self.receive()
 
     def finish(self) -> None:
         """No more jobs: the worker exits once its current one is done."""
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        for close in (self.proc.stdin.close, lambda: os.close(self.tests)):
+            try:
+                close()
+            except OSError:
+                pass
 
     def close(self) -> None:
         self.finish()
@@ -226,14 +242,15 @@ class Sandbox:
         self._all.clear()
 
     def _job(self, program: Program) -> dict:
-        return {"solution": program.solution, "tests": program.tests, "timeout": self.timeout,
+        """The worker's part of a job: no tests (they go to the judge), only the names they use."""
+        return {"solution": program.solution, "names": _names(program.tests), "timeout": self.timeout,
                 "limits": self._limits}
 
     def run(self, program: Program) -> SandboxResult:
         """Run one program on an idle worker (blocks until one is free)."""
         worker = self._idle.get()
         try:
-            raw = worker.run(self._job(program))
+            raw = worker.run(self._job(program), program.tests)
         except WORKER_ERRORS as exc:
             worker = self._replace(worker)
             raw = _crashed(exc)
@@ -303,13 +320,13 @@ class Sandbox:
         """Queue jobs in the worker's pipe up to PIPELINE_DEPTH; a worker that cannot take one is replaced."""
         queued = in_flight[worker]
         while todo and len(queued) < PIPELINE_DEPTH:
-            job = frame(self._job(todo[0]))
-            if queued and len(job) > PIPELINE_MAX_JOB:
+            program = todo[0]
+            if queued and len(program.solution) + len(program.tests) > PIPELINE_MAX_JOB:
                 # A big job waits its turn: two of them queued in the pipe could fill it while the worker is
                 # blocked writing a big result to us (a deadlock).
                 break
             try:
-                worker.send(job)
+                worker.submit(self._job(program), program.tests)
             except OSError:
                 if queued:
                     break  # receiving finds it dead and replaces it; this job runs later
@@ -323,7 +340,33 @@ class Sandbox:
         return worker
 
 
-def frame(value: dict) -> bytes:
+_NAMES: dict[str, tuple | None] = {}
+
+
+def _names(tests: str) -> tuple | None:
+    """Every global name the tests (and the functions in them) may read: the solution's names the judge needs.
+    None when they do not compile (the judge then reports that)."""
+    names = _NAMES.get(tests, ())
+    if names == ():
+        try:
+            code = compile(tests, "<tests>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            names = None
+        else:
+            found: set[str] = set()
+            stack = [code]
+            while stack:
+                current = stack.pop()
+                found.update(current.co_names)
+                stack.extend(c for c in current.co_consts if type(c) is type(code))
+            names = tuple(sorted(found))
+        if len(_NAMES) > 4096:
+            _NAMES.clear()
+        _NAMES[tests] = names
+    return names
+
+
+def frame(value) -> bytes:
     """A job as the worker reads it (worker.read_frame): a 4-byte length, then marshal."""
     payload = marshal.dumps(value)
     return struct.pack("<I", len(payload)) + payload

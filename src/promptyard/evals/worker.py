@@ -41,12 +41,6 @@ _REPORTED_VERDICTS = ("failed", "error", "memory")
 DETAIL_MAX = 500
 
 
-# Compiled test code per test text (tests come from the dataset, never from the model): compiled once here,
-# every sample of a task execs the same code object instead of compiling it again in its child.
-_TESTS: dict[str, object] = {}
-_TESTS_KEPT = 512
-
-
 _COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError)
 
 # The solution is compiled here too, before the fork, when it is small: compiling in the child wrote ~60 pages
@@ -63,28 +57,6 @@ def _compiled(source: str, filename: str):
         return compile(source, filename, "exec", dont_inherit=True)
     except _COMPILE_ERRORS:
         return source
-
-
-def _compiled_tests(tests: str):
-    """(code, the global names it may read) for the tests; (source, None) when the compiler refuses them."""
-    entry = _TESTS.get(tests)
-    if entry is None:
-        code = _compiled(tests, "<tests>")
-        if code is tests:
-            return tests, None
-        if len(_TESTS) >= _TESTS_KEPT:
-            _TESTS.clear()
-        entry = _TESTS[tests] = (code, tuple(sorted(_names(code))))
-    return entry
-
-
-def _names(code) -> set:
-    """Every name the code (and the functions in it) may look up: the solution's names the judge asks for."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if type(const) is type(code):
-            names |= _names(const)
-    return names
 
 
 def _compiled_solution(solution: str):
@@ -129,7 +101,7 @@ def _solution_process(job, workdir, uid, fds, solution, names) -> None:
         _lock_down(job, workdir, uid, fds)  # 1 stdout, 2 stderr, 3 from the judge, 4 to the judge
     except BaseException:  # noqa: BLE001 - a child must never fall back into the worker's loop
         os._exit(71)
-    harness.run_solution(solution, job["tests"], names, 3, 4)
+    harness.run_solution(solution, names, 3, 4)
     os._exit(0)
 
 
@@ -140,7 +112,7 @@ def _judge_process(job, uid, fds) -> None:
         isolation.not_dumpable()  # no ptrace, no /proc/PID/mem for anyone but root (a same-uid solution included)
     except BaseException:  # noqa: BLE001
         os._exit(71)
-    judge.serve(3, 4, 5, 6)
+    judge.serve(3, 4, 5, 6, 7)
     os._exit(0)
 
 
@@ -150,8 +122,9 @@ def _judge(job: dict, nonce: str) -> "judgeproc.JudgeProcess | None":
         current = STATE.get("judge")
         if current is None:
             uid = STATE["uids"][1] if STATE["uids"] else None
-            current = STATE["judge"] = judgeproc.JudgeProcess(lambda fds: _fork(_judge_process, job, uid, fds))
-        if current.start(nonce, job["tests"]):
+            current = STATE["judge"] = judgeproc.JudgeProcess(
+                lambda fds: _fork(_judge_process, job, uid, [*fds, STATE["tests_fd"]]))
+        if current.start(nonce, job["id"]):
             return current
         current.close()
         STATE["judge"] = None
@@ -189,7 +162,7 @@ def run_job(job: dict) -> dict:
     uids = STATE["uids"] or (None, None)
     if uids[0]:
         os.chown(workdir, uids[0], uids[0])
-    _, names = _compiled_tests(job["tests"])
+    names = job.get("names")
     solution = _compiled_solution(job["solution"])
     judge_ = _judge(job, nonce_text)
     if judge_ is None:
@@ -339,6 +312,8 @@ def main() -> None:
         except OSError:
             pass  # the core is no longer ours: float like any process
     memory, processes = (int(n) for n in os.environ["PROMPTYARD_SANDBOX_BUDGET"].split())
+    # The scorer's pipe of tests for the judge: held for it (and handed to each judge started), never read here.
+    STATE["tests_fd"] = int(os.environ["PROMPTYARD_SANDBOX_TESTS_FD"])
     setup(os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1", os.environ["PROMPTYARD_SANDBOX_SCRATCH"],
           memory, processes, os.environ["PROMPTYARD_SANDBOX_CGROUP"])
     while (job := read_frame(jobs)) is not None:
