@@ -38,10 +38,14 @@ class Limits:
     `inspect` and friends, megabytes that every per-sample fork would have to copy.
     """
 
-    FIELDS = ("address_space", "file_size", "open_files", "processes", "output_bytes")
+    FIELDS = ("address_space", "file_size", "open_files", "processes", "output_bytes", "memory")
 
     def __init__(self, address_space: int = 2 * 1024**3, file_size: int = 16 * 1024**2, open_files: int = 64,
-                 processes: int = 16, output_bytes: int = 64 * 1024) -> None:
+                 processes: int = 16, output_bytes: int = 64 * 1024, memory: int = 2 * 1024**3) -> None:
+        # Per process: address space, file size, open files (rlimits). Per sample, all its processes together
+        # (the solution's, the judge's, whatever they fork): `memory` and `processes` (a cgroup, see cgroups.py;
+        # without one, `processes` is an rlimit per uid and memory only the per-process address space).
+        self.memory = memory
         self.address_space = address_space
         self.file_size = file_size
         self.open_files = open_files
@@ -63,7 +67,8 @@ class Isolation:
 
     def __init__(self, pid_namespace: bool = False, net_namespace: bool = False, uid: int | None = None,
                  rlimits: bool = True, private_tmp: bool = False, ipc_namespace: bool = False,
-                 notes: list[str] | None = None) -> None:
+                 notes: list[str] | None = None, judge_uid: int | None = None, root_filesystem: bool = False,
+                 memory_budget: str | None = None) -> None:
         self.pid_namespace = pid_namespace
         self.net_namespace = net_namespace
         # System V and POSIX IPC objects (shared memory, semaphores, queues) die with the worker's namespace.
@@ -72,6 +77,12 @@ class Isolation:
         self.rlimits = rlimits
         # /tmp, /var/tmp and /dev/shm are the worker's own and emptied after every sample (see cover_temporary).
         self.private_tmp = private_tmp
+        # The tests run in a judge process of their own, under this uid (see judge.py).
+        self.judge_uid = judge_uid
+        # The worker's own minimal root: nothing of the machine but the interpreter and its libraries (rootfs.py).
+        self.root_filesystem = root_filesystem
+        # The cgroup version bounding memory and processes per sample ("v1", "v2"), None without one.
+        self.memory_budget = memory_budget
         self.notes = list(notes or [])
 
     @property
@@ -93,6 +104,9 @@ class Isolation:
             "uid": self.uid,
             "rlimits": self.rlimits,
             "private_tmp": self.private_tmp,
+            "judge_uid": self.judge_uid,
+            "root_filesystem": self.root_filesystem,
+            "memory_budget": self.memory_budget,
             "notes": list(self.notes),
         }
 
@@ -139,28 +153,30 @@ def become_pid_namespace_init() -> bool:
 
 UID_LOCKS = "/tmp/promptyard-sandbox-uids"
 UID_RANGE = 4096
-_claimed: dict[str, int] = {}
+_claimed: dict[int, int] = {}
 
 
 def claim_uid() -> int:
-    """An unprivileged uid no other live sandbox worker on this machine uses (an flock held for our lifetime).
+    """An unprivileged uid no other live sandbox worker on this machine uses (an flock held for our lifetime);
+    each call claims another one.
 
-    Each worker runs its samples as its own uid, so RLIMIT_NPROC (counted per uid) is per sample, even across
-    separate scorer processes. The locks live in the machine's /tmp: claim before covering it (cover_temporary).
+    Each worker runs its samples as its own uids (the solution's and the judge's), so RLIMIT_NPROC (counted per
+    uid) is per sample, even across separate scorer processes. The locks live in the machine's /tmp: claim
+    before covering it or swapping the root.
     """
     import fcntl
 
-    if "uid" in _claimed:
-        return _claimed["uid"]
     os.makedirs(UID_LOCKS, mode=0o700, exist_ok=True)
     for uid in range(BASE_UID, BASE_UID + UID_RANGE):
+        if uid in _claimed:
+            continue
         fd = os.open(f"{UID_LOCKS}/{uid}", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             continue
-        _claimed.update(uid=uid, fd=fd)
+        _claimed[uid] = fd
         return uid
     raise OSError("no free sandbox uid")
 
@@ -189,6 +205,11 @@ def drop_privileges(uid: int) -> None:
 
 def become_subreaper() -> None:
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def not_dumpable() -> None:
+    """No ptrace, no /proc/PID/mem and no core for this process, even for processes of the same uid."""
+    _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
 
 
 def die_with_parent() -> None:

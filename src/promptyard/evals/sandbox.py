@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from promptyard.evals import cgroups
 from promptyard.evals.isolation import SAFE_ENV, Limits
 
 VERDICTS = ("passed", "failed", "error", "timeout", "memory", "crashed")
@@ -58,6 +59,44 @@ class SandboxResult:
         return asdict(self)
 
 
+WORKER_FOLDER_PREFIX = "promptyard-worker-"
+
+
+def _identity(pid: int) -> str | None:
+    """"pid.starttime" of a live process (its start time in clock ticks tells a reused pid apart), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{pid}.{int(fields[19])}"
+
+
+def _owner_alive(owner: str) -> bool:
+    pid = owner.split(".", 1)[0]
+    return not pid.isdigit() or _identity(int(pid)) == owner
+
+
+def stale_folders() -> list[str]:
+    """Remove the worker folders (and cgroups) that scorers killed before they could clean up left behind: only
+    those whose owning process is gone. Returns the folders removed."""
+    removed = []
+    top = tempfile.gettempdir()
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(WORKER_FOLDER_PREFIX):
+            continue
+        owner = name[len(WORKER_FOLDER_PREFIX):].rsplit("-", 1)[0]
+        if "." in owner and not _owner_alive(owner):
+            shutil.rmtree(os.path.join(top, name), ignore_errors=True)
+            removed.append(os.path.join(top, name))
+    cgroups.stale(_owner_alive)
+    return removed
+
+
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -65,17 +104,27 @@ def default_workers() -> int:
 class _Worker:
     """One pre-started worker process, spoken to in length-prefixed marshal frames on its stdin and stdout."""
 
-    def __init__(self, slot: int, namespaces: bool = True, cpu: int | None = None) -> None:
+    def __init__(self, slot: int, namespaces: bool = True, cpu: int | None = None,
+                 limits: Limits | None = None) -> None:
         self.slot = slot
         self.namespaces = namespaces
         self.cpu = cpu
+        self.limits = limits or Limits()
         here = str(Path(__file__).resolve().parent)
-        # The folder for the worker's samples where it gets no private tmpfs for them (no mount namespace): its
-        # own, so that close() removes what a worker killed mid-sample left there.
-        self.scratch = tempfile.mkdtemp(prefix="promptyard-worker-")
+        owner = _identity(os.getpid())
+        # The worker's folder: the mount point of its own root, or where its samples work without one. Named
+        # after this scorer process, so that a later scorer removes it if this one is killed (stale_folders).
+        self.scratch = tempfile.mkdtemp(prefix=f"{WORKER_FOLDER_PREFIX}{owner}-")
+        self.cgroup = f"{cgroups.PREFIX}{owner}-{slot}-{os.path.basename(self.scratch).rsplit('-', 1)[-1]}"
+        # The tests travel on a pipe of their own, straight to the worker's judge: the worker never reads them, so
+        # no solution process (a fork of the worker) holds them in its memory to copy the expected answers from.
+        tests_read, self.tests = os.pipe()
+        self.sequence = 0
         # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
         env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0",
-               "PROMPTYARD_SANDBOX_SCRATCH": self.scratch}
+               "PROMPTYARD_SANDBOX_SCRATCH": self.scratch, "PROMPTYARD_SANDBOX_CGROUP": self.cgroup,
+               "PROMPTYARD_SANDBOX_BUDGET": f"{self.limits.memory} {self.limits.processes}",
+               "PROMPTYARD_SANDBOX_TESTS_FD": str(tests_read)}
         # -S skips site (and the .pth files it would run); the paths samples may import from are passed instead.
         paths = [here, *[p for p in sys.path if p and os.path.isdir(p)]]
         # __import__ rather than `import worker`: no name in __main__ keeps the worker module reachable once it
@@ -90,12 +139,22 @@ class _Worker:
             env=env,
             cwd="/",
             start_new_session=True,  # no controlling terminal for any sample
+            pass_fds=(tests_read,),
         )
+        os.close(tests_read)
 
     def send(self, frame: bytes) -> None:
         remaining = memoryview(frame)
         while remaining:  # a raw pipe may take a big frame in more than one write
             remaining = remaining[self.proc.stdin.write(remaining):]
+
+    def submit(self, job: dict, tests: str) -> None:
+        """The job to the worker, its tests to the judge (numbered alike, so the judge pairs them)."""
+        self.sequence += 1
+        self.send(frame({**job, "id": self.sequence}))
+        remaining = memoryview(frame((self.sequence, tests)))
+        while remaining:
+            remaining = remaining[os.write(self.tests, remaining):]
 
     def receive(self) -> dict:
         header = self._read_exactly(4)
@@ -114,16 +173,17 @@ class _Worker:
     def fileno(self) -> int:
         return self.proc.stdout.fileno()
 
-    def run(self, job: dict) -> dict:
-        self.send(frame(job))
+    def run(self, job: dict, tests: str) -> dict:
+        self.submit(job, tests)
         return self.receive()
 
     def finish(self) -> None:
         """No more jobs: the worker exits once its current one is done."""
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
+        for close in (self.proc.stdin.close, lambda: os.close(self.tests)):
+            try:
+                close()
+            except OSError:
+                pass
 
     def close(self) -> None:
         self.finish()
@@ -133,6 +193,7 @@ class _Worker:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.scratch, ignore_errors=True)
+        cgroups.remove(self.cgroup)
 
 
 class Sandbox:
@@ -156,8 +217,9 @@ class Sandbox:
         self._lock = threading.Lock()
 
     def __enter__(self) -> "Sandbox":
+        stale_folders()
         for slot in range(self.size):
-            worker = _Worker(slot, self.namespaces, self._cpu(slot))
+            worker = _Worker(slot, self.namespaces, self._cpu(slot), self.limits)
             self._all.append(worker)
             self._idle.put(worker)
         return self
@@ -180,14 +242,15 @@ class Sandbox:
         self._all.clear()
 
     def _job(self, program: Program) -> dict:
-        return {"solution": program.solution, "tests": program.tests, "timeout": self.timeout,
+        """The worker's part of a job: no tests (they go to the judge), only the names they use."""
+        return {"solution": program.solution, "names": _names(program.tests), "timeout": self.timeout,
                 "limits": self._limits}
 
     def run(self, program: Program) -> SandboxResult:
         """Run one program on an idle worker (blocks until one is free)."""
         worker = self._idle.get()
         try:
-            raw = worker.run(self._job(program))
+            raw = worker.run(self._job(program), program.tests)
         except WORKER_ERRORS as exc:
             worker = self._replace(worker)
             raw = _crashed(exc)
@@ -200,7 +263,7 @@ class Sandbox:
         with self._lock:
             self._all.remove(worker)
             worker.close()
-            worker = _Worker(worker.slot, self.namespaces, worker.cpu)
+            worker = _Worker(worker.slot, self.namespaces, worker.cpu, self.limits)
             self._all.append(worker)
         return worker
 
@@ -257,13 +320,13 @@ class Sandbox:
         """Queue jobs in the worker's pipe up to PIPELINE_DEPTH; a worker that cannot take one is replaced."""
         queued = in_flight[worker]
         while todo and len(queued) < PIPELINE_DEPTH:
-            job = frame(self._job(todo[0]))
-            if queued and len(job) > PIPELINE_MAX_JOB:
+            program = todo[0]
+            if queued and len(program.solution) + len(program.tests) > PIPELINE_MAX_JOB:
                 # A big job waits its turn: two of them queued in the pipe could fill it while the worker is
                 # blocked writing a big result to us (a deadlock).
                 break
             try:
-                worker.send(job)
+                worker.submit(self._job(program), program.tests)
             except OSError:
                 if queued:
                     break  # receiving finds it dead and replaces it; this job runs later
@@ -277,7 +340,33 @@ class Sandbox:
         return worker
 
 
-def frame(value: dict) -> bytes:
+_NAMES: dict[str, tuple | None] = {}
+
+
+def _names(tests: str) -> tuple | None:
+    """Every global name the tests (and the functions in them) may read: the solution's names the judge needs.
+    None when they do not compile (the judge then reports that)."""
+    names = _NAMES.get(tests, ())
+    if names == ():
+        try:
+            code = compile(tests, "<tests>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            names = None
+        else:
+            found: set[str] = set()
+            stack = [code]
+            while stack:
+                current = stack.pop()
+                found.update(current.co_names)
+                stack.extend(c for c in current.co_consts if type(c) is type(code))
+            names = tuple(sorted(found))
+        if len(_NAMES) > 4096:
+            _NAMES.clear()
+        _NAMES[tests] = names
+    return names
+
+
+def frame(value) -> bytes:
     """A job as the worker reads it (worker.read_frame): a 4-byte length, then marshal."""
     payload = marshal.dumps(value)
     return struct.pack("<I", len(payload)) + payload
