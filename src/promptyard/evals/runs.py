@@ -19,6 +19,7 @@ from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
 from promptyard.execution.pipeline import ExecutionRequest, execute
 from promptyard.models import service as models_service
+from promptyard.monitoring import events
 from promptyard.prompts import library
 from promptyard.prompts.templates import VariableError, build_context
 
@@ -185,6 +186,7 @@ def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool =
         run.status, run.error, run.finished_at = "failed", f"{exc.__class__.__name__}: {exc}", utcnow()
         db.session.commit()
         log.exception("evaluation run %s failed", run_id)
+        events.eval_run_finished(run_id, "failed", run.error)
     return run_to_dict(run, per_task=per_task)
 
 
@@ -225,6 +227,7 @@ def _execute_unscored(run: EvalRun, dataset: Dataset, on_progress: Progress) -> 
             # Saved with each verdict, so a run resumed after a crash still covers the samples executed before it.
             run.isolation = _merge_isolation(run.isolation or {}, isolation_summary([result]))
             db.session.commit()
+            events.eval_sample_scored(run.id, row.task_id, row.sample_index, result.verdict)
             on_progress("executing", run.progress_done, run.progress_total)
 
 
@@ -248,6 +251,7 @@ def _finish(run: EvalRun) -> None:
     run.pass_at_k = passk.averaged(task_counts(run.id), run.ks)
     run.status, run.finished_at = "succeeded", utcnow()
     db.session.commit()
+    events.eval_run_finished(run.id, "succeeded")
 
 
 def resume_interrupted_runs() -> str:
