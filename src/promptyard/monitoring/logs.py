@@ -61,15 +61,31 @@ def choose_format(stream: IO[str], setting: str | None = None) -> str:
     return "text" if isatty is not None and isatty() else "json"
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a CLI test runner swaps it, then closes its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def configure_logging(stream: IO[str] | None = None, fmt: str | None = None, level: int = logging.INFO) -> str:
-    """Install one handler on the root logger (replacing an earlier one of ours); returns the format chosen."""
-    stream = stream or sys.stderr
-    chosen = choose_format(stream, fmt)
+    """Install one handler on the root logger (replacing an earlier one of ours); returns the format chosen.
+
+    Without `stream`, lines go to the process's stderr."""
+    chosen = choose_format(stream or sys.stderr, fmt)
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == HANDLER_NAME:
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     root.addHandler(handler)
