@@ -60,6 +60,11 @@ class Settings:
     PROMPTYARD_QUEUE_SIZE: int = field(
         default=16, metadata={"help": "Requests waiting per model before new ones get 429."}
     )
+    PROMPTYARD_LEASE_TTL_S: int = field(
+        default=30,
+        metadata={"help": "Seconds an evaluation run's owner keeps its lease without a heartbeat; another process "
+                          "takes a run over only after its owner has been silent this long."},
+    )
     PROMPTYARD_DEFAULT_MODEL: str | None = field(
         default=None,
         metadata={"help": "Model a prompt runs on over /v1 when its version's params name no 'model'."},

@@ -13,7 +13,7 @@ from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
 from promptyard.db.models import PromptVersion
 from promptyard.errors import NotFound, Unprocessable
-from promptyard.evals import passk, prompting
+from promptyard.evals import lease, passk, prompting
 from promptyard.evals.datasets import Dataset, Task, load_dataset
 from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
@@ -166,9 +166,29 @@ def _quiet(phase: str, done: int, total: int) -> None:
 
 
 def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool = False) -> dict:
-    """The job: generate what is missing, execute what is unscored, then score. Safe to call again after a crash.
+    """The job, run by one owner at a time (evals/lease.py): a second caller waits for a silent owner's lease to
+    lapse, and gives up while the owner is alive; an owner whose lease is taken over stops after its current sample.
 
     Returns the run as run_to_dict gives it (with each task's pass@k when `per_task`)."""
+    ttl = float(current_app.config.get("PROMPTYARD_LEASE_TTL_S") or lease.DEFAULT_TTL_S)
+    try:
+        held = lease.acquire(db.engine, f"eval_run:{run_id}", ttl_s=ttl, wait_s=2 * ttl + 1)
+    except lease.LeaseHeld as exc:
+        log.info("evaluation run %s is being run by %s: not running it twice", run_id, exc.owner,
+                 extra={"event": "eval_run_owned_elsewhere", "run_id": run_id, "owner": exc.owner})
+        return run_to_dict(get_run(run_id), per_task=per_task)
+    try:
+        return _execute_owned(run_id, held.guard(on_progress), per_task=per_task)
+    except lease.LeaseLost:
+        db.session.rollback()
+        log.warning("evaluation run %s was taken over by another owner; this one stops", run_id)
+        return run_to_dict(get_run(run_id), per_task=per_task)
+    finally:
+        held.release()
+
+
+def _execute_owned(run_id: int, on_progress: Progress, *, per_task: bool) -> dict:
+    """Generate what is missing, execute what is unscored, then score. Safe to call again after a crash."""
     run = get_run(run_id)
     if run.status in ("succeeded", "failed"):
         return run_to_dict(run, per_task=per_task)
