@@ -22,6 +22,8 @@ from tests.deploy.unitproc import VENV_BIN, clean_env, free_port, stop, wait_unt
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 TASKS = 6
+# What deploy/compose.yaml's worker runs (test_compose checks they agree).
+WORKER_ARGS = ["-A", "promptyard.jobs:celery_app", "worker", "--pool", "solo", "--loglevel", "INFO"]
 LET_THROUGH = 2  # samples the first worker generates before the model server holds it
 
 
@@ -117,9 +119,8 @@ def topology(fresh_postgres, redis_url, tmp_path):
     def start_worker(name: str) -> subprocess.Popen:
         log = tmp_path / f"worker-{name}.log"
         # solo pool: the evaluation sandbox starts processes of its own, which a prefork child may not.
-        process = subprocess.Popen([str(Path(VENV_BIN) / "celery"), "-A", "promptyard.jobs:celery_app", "worker",
-                                    "--pool", "solo", "--loglevel", "INFO", "-n", f"{name}@%h", "--without-gossip",
-                                    "--without-mingle", "--without-heartbeat"],
+        process = subprocess.Popen([str(Path(VENV_BIN) / "celery"), *WORKER_ARGS, "-n", f"{name}@%h",
+                                    "--without-gossip", "--without-mingle", "--without-heartbeat"],
                                    env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
         started.append(process)
         return process
