@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test browser nginx up test bench bench-scorer bench-pipeline clean
+.PHONY: install install-test browser nginx up test bench bench-scorer bench-pipeline bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -40,7 +40,7 @@ test: install-test browser nginx
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 # Every benchmark, each comparing promptyard with its peer in the same run.
-bench: bench-scorer bench-pipeline
+bench: bench-scorer bench-pipeline bench-scale
 
 # Pipeline overhead on the tiny causal model (results in bench/README.md).
 bench-pipeline: install
@@ -51,3 +51,7 @@ clean:
 
 bench-scorer: install
 	$(BIN)/python bench/bench_scorer.py $(BENCH_ARGS)
+
+# Load test on loopback: the single-port unit with 1 against 4 API workers on PostgreSQL (results in bench/README.md).
+bench-scale: install nginx
+	$(BIN)/python bench/bench_scale.py $(BENCH_ARGS)
