@@ -26,7 +26,8 @@ RUN apt-get update \
 FROM base-${VARIANT} AS app
 ARG VARIANT=cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# Spaces run the container as uid 1000.
+# Spaces run the container as uid 1000. /data exists so that a volume mounted there starts out owned by it; the
+# entrypoint counts it as storage only when something is mounted on it.
 RUN useradd --create-home --uid 1000 user \
     && python3 -m venv /opt/venv \
     && mkdir -p /data \

@@ -104,12 +104,35 @@ def entrypoint(tmp_path):
 def test_entrypoint_keeps_data_under_mounted_storage(entrypoint, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    seen, log = entrypoint(PROMPTYARD_DATA_DIR=str(data), PROMPTYARD_ADMIN_KEY="k")
+    seen, log = entrypoint(PROMPTYARD_DATA_DIR=str(data), PROMPTYARD_DATA_PERSISTENT="yes", PROMPTYARD_ADMIN_KEY="k")
     assert seen["argv"] == ["up", "--single-port", "7860", "--host", "0.0.0.0", "--workers", "1", "--threads", "16"]
     assert seen["env"]["PROMPTYARD_HOME"] == str(data / "promptyard")
     assert seen["env"]["HF_HOME"] == str(data / "huggingface")
     assert seen["env"]["PROMPTYARD_STORAGE_EPHEMERAL"] is None
     assert (data / "promptyard").is_dir() and "EPHEMERAL" not in log and "WARNING" not in log
+
+
+def mount_points() -> set[str]:
+    return {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if len(line.split()) > 1}
+
+
+def test_entrypoint_detects_a_mounted_volume(entrypoint, tmp_path):
+    """auto: a folder that is a mount point is persistent storage (here /dev/shm stands for the Space's bucket)."""
+    if "/dev/shm" not in mount_points() or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm mount to stand for mounted storage")
+    seen, log = entrypoint(PROMPTYARD_DATA_DIR="/dev/shm", PROMPTYARD_HOME=str(tmp_path / "home-on-volume"),
+                           PROMPTYARD_ADMIN_KEY="k")
+    assert seen["env"]["PROMPTYARD_STORAGE_EPHEMERAL"] is None and seen["env"]["HF_HOME"] == "/dev/shm/huggingface"
+    assert "EPHEMERAL" not in log
+
+
+def test_the_images_own_empty_data_folder_is_not_storage(entrypoint, tmp_path):
+    """Without a volume, /data is just the image's empty folder: writable, but gone with the container."""
+    data = tmp_path / "data"
+    data.mkdir()
+    assert str(data) not in mount_points()
+    seen, log = entrypoint(PROMPTYARD_DATA_DIR=str(data), PROMPTYARD_ADMIN_KEY="k")
+    assert seen["env"]["PROMPTYARD_STORAGE_EPHEMERAL"] == "1" and "storage is EPHEMERAL" in log
 
 
 def test_entrypoint_warns_when_storage_is_ephemeral(entrypoint, tmp_path):
@@ -123,7 +146,8 @@ def test_entrypoint_warns_when_storage_is_ephemeral(entrypoint, tmp_path):
 def test_entrypoint_passes_secrets_and_settings_through(entrypoint, tmp_path):
     secrets = {"PROMPTYARD_ADMIN_KEY": "admin-secret", "HF_TOKEN": "hf_x", "DATABASE_URL": "postgresql://db/x",
                "REDIS_URL": "redis://cache:6379/0"}
-    seen, log = entrypoint(PROMPTYARD_DATA_DIR=str(tmp_path), PORT="8080", PROMPTYARD_WORKERS="3",
+    seen, log = entrypoint(PROMPTYARD_DATA_DIR=str(tmp_path), PROMPTYARD_DATA_PERSISTENT="yes", PORT="8080",
+                           PROMPTYARD_WORKERS="3",
                            PROMPTYARD_THREADS="4", **secrets)
     assert seen["argv"][:3] == ["up", "--single-port", "8080"] and seen["argv"][-4:] == ["--workers", "3",
                                                                                             "--threads", "4"]

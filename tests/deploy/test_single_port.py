@@ -74,7 +74,9 @@ def unit(tmp_path_factory, tiny_gpt2_dir):
     port = free_port()
     log_path = root / "unit.log"
     log = open(log_path, "w")
+    # The data folder stands for a mounted storage bucket (a tmp folder is no mount point: say it is persistent).
     env = clean_env(PORT=str(port), PROMPTYARD_HOST="0.0.0.0", PROMPTYARD_DATA_DIR=str(data),
+                    PROMPTYARD_DATA_PERSISTENT="yes",
                     PROMPTYARD_ADMIN_KEY=ADMIN_KEY, PROMPTYARD_WORKERS="2", PROMPTYARD_THREADS="4",
                     HOME=str(root), PROMPTYARD_LOG_FORMAT="json")
     process = subprocess.Popen(["bash", str(ENTRYPOINT)], env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -32,16 +32,13 @@ from promptyard.startup import prepare_database
 def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int, single_port: int | None,
             workers: int) -> None:
     """Migrate the database, seed the starter library and serve."""
-    from promptyard.monitoring.logs import configure_logging
-
-    configure_logging()
     app = current_app._get_current_object()
     app.config["PROMPTYARD_BIND_HOST"] = host
-    warn_if_ephemeral()
     if single_port is not None:
         raise SystemExit(_serve_single_port(app, host, single_port, workers, threads, no_ui))
     # Bind first: a taken port fails fast with a clear message, before any migration runs.
     server = _bind(app, host, api_port, threads)
+    _start_logging()
     for line in prepare_database():
         click.echo(f"  ready: {line}")
     ui = None if no_ui else _start_ui(host, api_port, ui_port)
@@ -67,6 +64,14 @@ def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int, s
                 ui.kill()
 
 
+def _start_logging() -> None:
+    """Structured logs from here on (once the port is ours), and the storage warning first of all."""
+    from promptyard.monitoring.logs import configure_logging
+
+    configure_logging()
+    warn_if_ephemeral()
+
+
 def warn_if_ephemeral() -> None:
     """The image sets PROMPTYARD_STORAGE_EPHEMERAL when no storage is mounted at /data: say so loudly."""
     if os.environ.get("PROMPTYARD_STORAGE_EPHEMERAL"):
@@ -83,6 +88,7 @@ def _serve_single_port(app, host: str, port: int, workers: int, threads: int, no
         check_port_free(host, port)
     except UnitError as exc:
         raise click.ClickException(f"{exc} Pick another port with --single-port.") from exc
+    _start_logging()
     for line in prepare_database():
         click.echo(f"  ready: {line}")
     settings = UnitSettings(host=host, port=port, home=Path(app.config["PROMPTYARD_HOME"]), workers=workers,
