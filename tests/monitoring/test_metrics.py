@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,11 @@ from promptyard import keys
 from promptyard.db import db
 from promptyard.db.eval_models import EvalRun
 from promptyard.evals import runs
-from promptyard.evals.datasets import load_humaneval
 from promptyard.models import service
 from promptyard.models.service import install_plugin
 from promptyard.monitoring import events
 from promptyard.plugins.function import FunctionPlugin, prompt_text
-from tests.conftest import make_app
 from tests.monitoring.promtext import samples, total, value
-
-HUMANEVAL = load_humaneval()
 
 
 def scrape(client) -> dict:
@@ -164,21 +159,14 @@ def test_training_steps_counter_is_there_for_training_jobs(client):
         value(before, "promptyard_training_steps_total", model="tiny-train") == 3
 
 
-def test_metrics_need_a_key_where_auth_is_on(database_url, tmp_path):
-    app = make_app(database_url, tmp_path / "home", PROMPTYARD_BIND_HOST="0.0.0.0")
-    with app.app_context():
-        db.create_all()
-        try:
-            client = app.test_client()
-            refused = client.get("/metrics")
-            assert refused.status_code == 401
-            assert refused.get_json()["error"]["code"] == "missing_api_key"
-            _, secret = keys.create_key("viewer")
-            allowed = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
-            assert allowed.status_code == 200 and b"promptyard_http_requests_total" in allowed.data
-        finally:
-            db.session.remove()
-            db.engine.dispose()
+@pytest.mark.parametrize("app_config", [{"PROMPTYARD_BIND_HOST": "0.0.0.0"}])
+def test_metrics_need_a_key_where_auth_is_on(client):
+    refused = client.get("/metrics")
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["code"] == "missing_api_key"
+    _, secret = keys.create_key("viewer")
+    allowed = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert allowed.status_code == 200 and b"promptyard_http_requests_total" in allowed.data
 
 
 WORKER_SCRIPT = """
@@ -220,7 +208,9 @@ def test_the_grafana_dashboard_queries_only_metrics_we_export(client, echo):
     dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "grafana" /
                             "promptyard-dashboard.json").read_text())
     client.post("/api/v1/executions", json={"model": "echo-metrics", "input": "x"})
-    exported = client.get("/metrics").get_data(as_text=True)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    exported = response.get_data(as_text=True)
     families = set(re.findall(r"^# TYPE (\w+) ", exported, flags=re.M))
     queried = {name for panel in dashboard["panels"] for target in panel["targets"]
                for name in re.findall(r"\b(promptyard_\w+)", target["expr"])}
