@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -113,9 +114,25 @@ def test_health_and_the_api_behind_the_proxy_with_auth_on(unit):
     assert models.status_code == 200 and {"tiny-gpt2", "gated"} <= {m["name"] for m in models.json()["items"]}
     # The data went where the storage is mounted.
     assert (unit["data"] / "promptyard" / "promptyard.db").exists()
-    # A caller's request id crosses the proxy and comes back.
+    # A caller's request id crosses the proxy and comes back, and the worker logged the request as one JSON line.
     assert httpx.get(f"{base}/healthz", headers={"X-Request-ID": "proxy-check-1"}).headers["X-Request-ID"] == \
         "proxy-check-1"
+    # Without one, nginx's own id names the request (and comes back).
+    assert len(httpx.get(f"{base}/healthz").headers["X-Request-ID"]) == 32
+
+    def logged():
+        for line in unit["log"].read_text().splitlines():
+            if line.startswith("{") and '"proxy-check-1"' in line:
+                return json.loads(line)
+        return None
+
+    for _ in range(50):
+        entry = logged()
+        if entry:
+            break
+        time.sleep(0.1)
+    assert entry and entry["logger"] == "promptyard.requests" and entry["status"] == 200
+    assert entry["route"] == "/healthz" and entry["remote_addr"] == "127.0.0.1"
 
 
 def test_nginx_answers_an_oversized_body_in_the_apis_error_shape(unit):
