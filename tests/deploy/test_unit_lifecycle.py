@@ -11,10 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from promptyard.deploy.nginx import ProxyPlan, render
-from promptyard.deploy.unit import UnitError, find_nginx
+from promptyard.db import db
+from promptyard.deploy.nginx import ProxyPlan, render, write_config
+from promptyard.deploy.unit import Unit, UnitError, UnitSettings, check_port_free, find_nginx
+from tests.conftest import make_app
 from tests.deploy.unitproc import VENV_BIN, alive, clean_env, cmdline, descendants, free_port, stop, wait_until_up
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -107,8 +110,6 @@ def test_the_config_nginx_accepts(tmp_path):
     for plan in (ProxyPlan("0.0.0.0", 7860, 5001, 8502, 2 * 1024 * 1024),
                  ProxyPlan("127.0.0.1", 7861, 5001, None, 1024), ProxyPlan("::", 7862, 5001, 8502, 10)):
         prefix = tmp_path / f"nginx-{plan.listen_port}"
-        from promptyard.deploy.nginx import write_config
-
         config = write_config(plan, prefix)
         text = config.read_text()
         assert "proxy_buffering off;" in text and f"client_max_body_size {plan.max_body_bytes};" in text
@@ -117,3 +118,30 @@ def test_the_config_nginx_accepts(tmp_path):
                                  capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
     assert "location = /metrics" in render(ProxyPlan("0.0.0.0", 1, 2, 3, 4), tmp_path)
+
+
+@pytest.mark.slow
+def test_the_supervisor_in_process_reports_a_death_and_stops_the_rest(tmp_path, monkeypatch):
+    """The same supervision, driven here: Unit.wait() returns 1 when a child dies, and stop() ends the others."""
+    for key in [k for k in os.environ if k.startswith(("PROMPTYARD_", "PROMETHEUS_"))] + ["DATABASE_URL", "REDIS_URL"]:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PATH", VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+    port = free_port()
+    check_port_free("127.0.0.1", port)
+    home = tmp_path / "home"
+    app = make_app(f"sqlite:///{home / 'promptyard.db'}", home)
+    with app.app_context():
+        db.create_all()
+        db.engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{home / 'promptyard.db'}")
+    unit = Unit(UnitSettings(host="127.0.0.1", port=port, home=home, threads=2, ui=False, nginx=find_nginx()))
+    unit.start()
+    try:
+        (tmp_path / "api.log").touch()  # the children write to this process's stdout
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", unit.children["api"], tmp_path / "api.log")
+        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 404  # no UI: the API's error shape
+        unit.children["proxy"].send_signal(signal.SIGKILL)
+        assert unit.wait(poll_s=0.1) == 1
+    finally:
+        unit.stop()
+    assert all(child.poll() is not None for child in unit.children.values())
