@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test browser up test bench bench-scorer bench-pipeline bench-batch clean
+.PHONY: install install-test browser nginx up test bench bench-scorer bench-pipeline bench-batch bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -28,14 +28,19 @@ browser:
 	@[ -x /usr/bin/chromium ] || { echo "Installing Debian's chromium for the UI tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
+# `promptyard up --single-port` (and its tests) put Debian's nginx in front of the API and the UI.
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "Installing Debian's nginx for the single-port unit"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
+
 up: install
 	$(BIN)/promptyard up
 
-test: install-test browser
+test: install-test browser nginx
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 # Every benchmark, each comparing promptyard with its peer in the same run.
-bench: bench-scorer bench-pipeline bench-batch
+bench: bench-scorer bench-pipeline bench-batch bench-scale
 
 # Pipeline overhead on the tiny causal model (results in bench/README.md).
 bench-pipeline: install
@@ -50,3 +55,7 @@ bench-scorer: install
 # Batched evaluation runs on the tiny causal model: batched vs one at a time vs raw batched generate (bench/README.md).
 bench-batch: install
 	$(BIN)/python bench/bench_batch.py $(BENCH_ARGS)
+
+# Load test on loopback: the single-port unit with 1 against 4 API workers on PostgreSQL (results in bench/README.md).
+bench-scale: install nginx
+	$(BIN)/python bench/bench_scale.py $(BENCH_ARGS)

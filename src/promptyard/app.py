@@ -46,8 +46,12 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     from promptyard import db, migrations
     from promptyard.api import init_app as init_api
 
+    from promptyard.monitoring import http as monitoring
+
     db.init_app(app)
     migrations.init_app(app)
+    # First, so that its before_request starts the clock and names the request before auth or limits answer.
+    monitoring.init_app(app)
     init_api(app)
     _init_extensions(app)
     return app

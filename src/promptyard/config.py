@@ -75,6 +75,11 @@ class Settings:
     PROMPTYARD_EVAL_MAX_FAILURES_IN_A_ROW: int = field(
         default=5, metadata={"help": "Backend failures in a row (after retries) that stop an evaluation run."}
     )
+    PROMPTYARD_LEASE_TTL_S: int = field(
+        default=30,
+        metadata={"help": "Seconds an evaluation run's owner keeps its lease without a heartbeat; another process "
+                          "takes a run over only after its owner has been silent this long."},
+    )
     PROMPTYARD_DEFAULT_MODEL: str | None = field(
         default=None,
         metadata={"help": "Model a prompt runs on over /v1 when its version's params name no 'model'."},

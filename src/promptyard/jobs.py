@@ -62,6 +62,8 @@ def make_celery(broker_url: str):
     from celery import Celery
 
     celery = Celery("promptyard", broker=broker_url)
+    # One job at a time per worker slot: a long evaluation run must not hold others back in its prefetch.
+    celery.conf.update(worker_prefetch_multiplier=1, broker_connection_retry_on_startup=True)
 
     @celery.task(name="promptyard.jobs.run")
     def run(fn_path: str, args: list):
@@ -70,7 +72,20 @@ def make_celery(broker_url: str):
         with create_app().app_context():
             return resolve(fn_path)(*args)
 
+    from celery.signals import worker_ready
+
+    worker_ready.connect(_resume_on_worker_start, weak=False)
     return celery
+
+
+def _resume_on_worker_start(**_: object) -> None:
+    """A worker that starts (maybe replacing one that died mid-run) puts interrupted runs back on the queue; the
+    runs' leases keep a run that another worker is still executing from being run twice."""
+    from promptyard import create_app
+    from promptyard.evals.runs import resume_interrupted_runs
+
+    with create_app().app_context():
+        log.info("worker ready: %s", resume_interrupted_runs())
 
 
 def _celery_app():

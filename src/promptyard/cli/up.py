@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import subprocess
@@ -23,13 +24,21 @@ from promptyard.startup import prepare_database
 @click.option("--ui-port", default=8501, show_default=True, type=int, help="Port of the Streamlit UI.")
 @click.option("--no-ui", is_flag=True, help="Serve the API only.")
 @click.option("--threads", default=16, show_default=True, type=int, help="Request threads of the WSGI server.")
+@click.option("--single-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help="Serve API and UI on one port: nginx in front of gunicorn and Streamlit (what the image runs).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --single-port: gunicorn worker processes (each loads its own models).")
 @with_appcontext
-def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int) -> None:
+def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int, single_port: int | None,
+            workers: int) -> None:
     """Migrate the database, seed the starter library and serve."""
     app = current_app._get_current_object()
     app.config["PROMPTYARD_BIND_HOST"] = host
+    if single_port is not None:
+        raise SystemExit(_serve_single_port(app, host, single_port, workers, threads, no_ui))
     # Bind first: a taken port fails fast with a clear message, before any migration runs.
     server = _bind(app, host, api_port, threads)
+    _start_logging()
     for line in prepare_database():
         click.echo(f"  ready: {line}")
     ui = None if no_ui else _start_ui(host, api_port, ui_port)
@@ -53,6 +62,46 @@ def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int) -
                 ui.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 ui.kill()
+
+
+def _start_logging() -> None:
+    """Structured logs from here on (once the port is ours), and the storage warning first of all."""
+    from promptyard.monitoring.logs import configure_logging
+
+    configure_logging()
+    warn_if_ephemeral()
+
+
+def warn_if_ephemeral() -> None:
+    """The image sets PROMPTYARD_STORAGE_EPHEMERAL when no storage is mounted at /data: say so loudly."""
+    if os.environ.get("PROMPTYARD_STORAGE_EPHEMERAL"):
+        logging.getLogger("promptyard.up").warning(
+            "Storage is ephemeral: the database, keys and downloaded models are lost when this container restarts. "
+            "Mount persistent storage at /data to keep them.", extra={"event": "ephemeral_storage"})
+
+
+def _serve_single_port(app, host: str, port: int, workers: int, threads: int, no_ui: bool) -> int:
+    """Prepare the database once, then run the nginx + gunicorn + Streamlit unit until a signal or a death."""
+    from promptyard.deploy.unit import UnitError, UnitSettings, check_port_free, run_unit, ui_available
+
+    try:
+        check_port_free(host, port)
+    except UnitError as exc:
+        raise click.ClickException(f"{exc} Pick another port with --single-port.") from exc
+    _start_logging()
+    for line in prepare_database():
+        click.echo(f"  ready: {line}")
+    settings = UnitSettings(host=host, port=port, home=Path(app.config["PROMPTYARD_HOME"]), workers=workers,
+                            threads=threads, ui=not no_ui and ui_available(),
+                            max_body_bytes=int(app.config["PROMPTYARD_MAX_BODY_BYTES"]))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"promptyard on http://{shown}:{port}  (API under /api and /v1, metrics at /metrics)")
+    try:
+        code = run_unit(settings)
+    except UnitError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("promptyard stopped." if code == 0 else "promptyard stopped: a part of the unit exited (see above).")
+    return code
 
 
 def _interrupt(signum, frame) -> None:

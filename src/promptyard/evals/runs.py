@@ -13,12 +13,13 @@ from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
 from promptyard.db.models import PromptVersion
 from promptyard.errors import Conflict, NotFound, Unprocessable
-from promptyard.evals import passk, prompting
+from promptyard.evals import lease, passk, prompting
 from promptyard.evals.datasets import Dataset, Task, load_dataset
 from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
 from promptyard.evals.generation import GENERATION_FAILED, generate_missing, pipeline_generate, task_variables
 from promptyard.models import service as models_service
+from promptyard.monitoring import events
 from promptyard.plugins.base import generation_fields, validate_params
 from promptyard.prompts import library
 from promptyard.prompts.templates import VariableError, build_context
@@ -170,9 +171,29 @@ def _quiet(phase: str, done: int, total: int) -> None:
 
 
 def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool = False) -> dict:
-    """The job: generate what is missing, execute what is unscored, then score. Safe to call again after a crash.
+    """The job, run by one owner at a time (evals/lease.py): a second caller waits for a silent owner's lease to
+    lapse, and gives up while the owner is alive; an owner whose lease is taken over stops after its current sample.
 
     Returns the run as run_to_dict gives it (with each task's pass@k when `per_task`)."""
+    ttl = float(current_app.config.get("PROMPTYARD_LEASE_TTL_S") or lease.DEFAULT_TTL_S)
+    try:
+        held = lease.acquire(db.engine, f"eval_run:{run_id}", ttl_s=ttl, wait_s=2 * ttl + 1)
+    except lease.LeaseHeld as exc:
+        log.info("evaluation run %s is being run by %s: not running it twice", run_id, exc.owner,
+                 extra={"event": "eval_run_owned_elsewhere", "run_id": run_id, "owner": exc.owner})
+        return run_to_dict(get_run(run_id), per_task=per_task)
+    try:
+        return _execute_owned(run_id, held.guard(on_progress), per_task=per_task)
+    except lease.LeaseLost:
+        db.session.rollback()
+        log.warning("evaluation run %s was taken over by another owner; this one stops", run_id)
+        return run_to_dict(get_run(run_id), per_task=per_task)
+    finally:
+        held.release()
+
+
+def _execute_owned(run_id: int, on_progress: Progress, *, per_task: bool) -> dict:
+    """Generate what is missing, execute what is unscored, then score. Safe to call again after a crash."""
     run = get_run(run_id)
     if run.status in ("succeeded", "failed"):
         return run_to_dict(run, per_task=per_task)
@@ -190,6 +211,7 @@ def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool =
         run.status, run.error, run.finished_at = "failed", f"{exc.__class__.__name__}: {exc}", utcnow()
         db.session.commit()
         log.exception("evaluation run %s failed", run_id)
+        events.eval_run_finished(run_id, "failed", run.error)
     return run_to_dict(run, per_task=per_task)
 
 
@@ -215,6 +237,7 @@ def _execute_unscored(run: EvalRun, dataset: Dataset, on_progress: Progress) -> 
             # Saved with each verdict, so a run resumed after a crash still covers the samples executed before it.
             run.isolation = _merge_isolation(run.isolation or {}, isolation_summary([result]))
             db.session.commit()
+            events.eval_sample_scored(run.id, row.task_id, row.sample_index, result.verdict)
             on_progress("executing", run.progress_done, run.progress_total)
 
 
@@ -238,6 +261,7 @@ def _finish(run: EvalRun) -> None:
     run.pass_at_k = passk.averaged(task_counts(run.id), run.ks)
     run.status, run.finished_at = "succeeded", utcnow()
     db.session.commit()
+    events.eval_run_finished(run.id, "succeeded")
 
 
 def resume_run(run_id: int, *, submit: bool = True) -> EvalRun:

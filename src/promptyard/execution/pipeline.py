@@ -43,6 +43,7 @@ from promptyard.execution.records import (
 )
 from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
 from promptyard.models.service import get_plugin, model_settings, plugin_spec
+from promptyard.monitoring import metrics
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, PromptInput, StreamResult
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,8 @@ def _stream_body(prepared: _Prepared, running: RunningRecord, hit: CachedRespons
                 if not isinstance(delta, str):
                     raise Unavailable(f"Model '{prepared.model_name}' streamed something that is not text.",
                                       code="backend_garbage")
+                if not parts and hit is None:
+                    metrics.observe_first_token(prepared.model_name, time.perf_counter() - started)
                 parts.append(delta)
                 yield {"delta": delta}
         except GeneratorExit:
@@ -328,6 +331,7 @@ def _cache_lookup(prepared: _Prepared) -> CachedResponse | None:
         log.warning("response cache lookup failed", exc_info=True)
         db.session.rollback()
         return None
+    metrics.observe_cache_lookup(hit is not None)
     if hit is None:
         # A miss wrote nothing, but on SQLite its UPDATE began a write transaction, which locks the database for
         # every other writer: end it now, not after the model has loaded.

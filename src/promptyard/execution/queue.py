@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from promptyard.errors import TooManyRequests
+from promptyard.monitoring import metrics
 
 
 @dataclass
@@ -64,6 +65,7 @@ class ExecutionQueue:
                 before_waiting()
             with slots.lock:
                 if slots.waiting >= self.size:
+                    metrics.QUEUE_REJECTIONS.labels(model).inc()
                     retry_after = max(1.0, slots.mean_hold_s * (slots.waiting + 1) / self.concurrency)
                     raise TooManyRequests(
                         f"Model '{model}' is busy: {self.concurrency} running and {slots.waiting} waiting; "
@@ -73,11 +75,14 @@ class ExecutionQueue:
                         details={"model": model, "running": self.concurrency, "waiting": slots.waiting},
                     )
                 slots.waiting += 1
+            metrics.QUEUE_WAITING.labels(model).inc()
             try:
                 slots.semaphore.acquire()
             finally:
+                metrics.QUEUE_WAITING.labels(model).dec()
                 with slots.lock:
                     slots.waiting -= 1
+        metrics.QUEUE_RUNNING.labels(model).inc()
         return Ticket(self, model, (time.monotonic() - started) * 1000)
 
     def waiting(self, model: str) -> int:
@@ -87,6 +92,7 @@ class ExecutionQueue:
         slots = self._slots(model)
         with slots.lock:
             slots.mean_hold_s = 0.8 * slots.mean_hold_s + 0.2 * held_s
+        metrics.QUEUE_RUNNING.labels(model).dec()
         slots.semaphore.release()
 
     def _slots(self, model: str) -> _ModelSlots:

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, insert, update
 
 from promptyard.db import db, utcnow
 from promptyard.db.models import Execution, Experiment
+from promptyard.monitoring import events
 
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 # Every column's value when a record is written without one (its plain default, else NULL): Core statements fill
@@ -72,7 +73,9 @@ def finish_record(record: RunningRecord, outcome: Outcome) -> FinishedRecord:
     # every column) cost twice as much, most of it converting JSON and timestamps that were never changed.
     db.session.connection().execute(_FINISH, {"finished_id": record.id, **values})
     db.session.commit()
-    return FinishedRecord({"id": record.id, **record.values, **values})
+    finished = {"id": record.id, **record.values, **values}
+    events.execution_finished(finished)
+    return FinishedRecord(finished)
 
 
 def record_complete(**values: Any) -> FinishedRecord:
@@ -82,7 +85,9 @@ def record_complete(**values: Any) -> FinishedRecord:
     values.update(created_at=now, finished_at=now)
     execution_id = db.session.connection().execute(_INSERT_RETURNING_ID, values).scalar_one()
     db.session.commit()
-    return FinishedRecord({"id": execution_id, **values})
+    finished = {"id": execution_id, **values}
+    events.execution_finished(finished)
+    return FinishedRecord(finished)
 
 
 def record_many(rows: list[dict[str, Any]]) -> list[FinishedRecord]:

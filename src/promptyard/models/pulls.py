@@ -1,8 +1,7 @@
 """Background pulls: start a model's download as a job and follow its state and progress.
 
-Progress lives in a registry on `app.extensions`, so it is per process: a pull started by one API process is
-followed through that process, and a pull run by a Celery worker (PROMPTYARD_BROKER_URL) reports to the worker's
-registry, not the API's.
+Progress lives in Redis when REDIS_URL is set (shared_pulls.py: every API process and Celery worker sees the same
+pulls); without Redis, in a registry on `app.extensions`, so per process.
 """
 
 from __future__ import annotations
@@ -79,7 +78,12 @@ class PullRegistry:
 
 
 def registry() -> PullRegistry:
-    return current_app.extensions.setdefault(EXTENSION, PullRegistry())
+    found = current_app.extensions.get(EXTENSION)
+    if found is None:
+        from promptyard.models.shared_pulls import create_registry
+
+        found = current_app.extensions[EXTENSION] = create_registry(current_app.config)
+    return found
 
 
 def start_pull(name: str) -> dict[str, Any]:

@@ -6,10 +6,12 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from promptyard.monitoring import metrics
 from promptyard.plugins.base import LLMPlugin
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,13 @@ class ModelManager:
             incoming = plugin.estimated_memory_bytes() if self._budget is not None else 0
             with self._memory_load_lock if incoming > 0 else contextlib.nullcontext():
                 self._make_room(key, incoming)
-                plugin.load()  # a failure propagates and leaves nothing behind; the next call tries again
+                started = time.perf_counter()
+                try:
+                    plugin.load()  # a failure propagates and leaves nothing behind; the next call tries again
+                except BaseException:
+                    metrics.observe_model_load(key, time.perf_counter() - started, None, ok=False)
+                    raise
+                metrics.observe_model_load(key, time.perf_counter() - started, plugin.memory_bytes(), ok=True)
                 with self._lock:
                     self._loaded[key] = plugin
                     evicted = self._pop_over_budget(keep=key)
@@ -121,6 +129,7 @@ class ModelManager:
         if plugin is None:
             return False
         plugin.unload()
+        metrics.observe_model_unload(key)
         return True
 
     def unload_all(self) -> None:
@@ -188,3 +197,4 @@ class ModelManager:
         for key, plugin in plugins:
             log.info("unloading model %s", key)
             plugin.unload()
+            metrics.observe_model_unload(key)

@@ -136,6 +136,10 @@ def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
 def sidebar() -> None:
     """API address, health and the API key (entered once per browser session)."""
     with st.sidebar:
+        if os.environ.get("PROMPTYARD_STORAGE_EPHEMERAL"):
+            # Set by the container's entrypoint when nothing is mounted at /data.
+            st.warning("Storage is ephemeral: prompts, runs and keys are lost when this server restarts. "
+                       "Mount persistent storage at /data to keep them.", icon=":material/warning:")
         st.caption(f"API: {api_url()}")
         st.text_input("API key", value=st.session_state.get(KEY_STATE, ""), type="password", key="_api_key_input",
                       on_change=_remember_key,
