@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install-test: $(VENV)/.installed-test
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e '.[ui,scale,test]'
+	$(PIP) install -q -e '.[ui,scale,train,test]'
 	touch $@
 
 # The UI's end-to-end tests drive Debian's Chromium; Playwright never downloads a browser of its own.
