@@ -30,6 +30,7 @@ class Training(db.Model):
     data_summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # rows, counts per source
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     step: Mapped[int] = mapped_column(Integer, default=0)
+    resumed_from_step: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the checkpoint resumed
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
     losses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -222,6 +222,7 @@ def training_to_dict(row: Training) -> dict[str, Any]:
         "data_summary": row.data_summary or {},
         "params": row.params or {},
         "progress": {"step": row.step, "total": row.total_steps},
+        "resumed_from_step": row.resumed_from_step,
         "losses": list(row.losses or []),
         "error": row.error,
         "cancel_requested": row.cancel_requested,

@@ -39,6 +39,8 @@ class _Progress:
                 # A resumed run repeats nothing before its checkpoint; losses logged after it are logged again.
                 row.losses = [item for item in row.losses or [] if item["step"] <= state.global_step]
                 row.step, row.total_steps = state.global_step, state.max_steps
+                if state.global_step:
+                    row.resumed_from_step = state.global_step
                 db.session.commit()
 
             def on_log(self, args, state, control, logs=None, **kwargs):

@@ -32,6 +32,7 @@ def upgrade():
     sa.Column('data_summary', sa.JSON(), nullable=False),
     sa.Column('params', sa.JSON(), nullable=False),
     sa.Column('step', sa.Integer(), nullable=False),
+    sa.Column('resumed_from_step', sa.Integer(), nullable=True),
     sa.Column('total_steps', sa.Integer(), nullable=False),
     sa.Column('losses', sa.JSON(), nullable=False),
     sa.Column('cancel_requested', sa.Boolean(), nullable=False),
