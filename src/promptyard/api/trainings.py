@@ -94,3 +94,22 @@ def cancel_training(path: TrainingPath):
 def resume_training(path: TrainingPath):
     """Continue a cancelled or failed training from its last checkpoint."""
     return runs.training_to_dict(runs.resume_training(path.training_id)), 202
+
+
+class ExportBody(Body):
+    to: str = Field(min_length=1, max_length=1000, description="A new or empty folder on the server.")
+    merge: bool = Field(False, description="Merge the adapter into the base weights instead of exporting it.")
+    push: str | None = Field(None, max_length=200, description="Hub repository 'org/name' to push the folder to.")
+
+
+class ModelPath(BaseModel):
+    name: str
+
+
+@api.post("/models/<name>/export")
+@require_role("admin")
+def export_model(path: ModelPath, body: ExportBody):
+    """Export a model: adapter or merged weights, tokenizer and a model card; push to the Hub when asked."""
+    from promptyard.training.export import export_model as export
+
+    return export(path.name, body.to, merge=body.merge, push=body.push)

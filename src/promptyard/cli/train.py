@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from promptyard.cli.models import _pairs
+from promptyard.cli.models import command as _models_group
 
 SOURCES = click.Choice(["history", "evals", "dataset", "jsonl"])
 
@@ -157,3 +158,25 @@ def _print(result: dict) -> None:
 
         raise Unprocessable(f"Training {result['id']} {result['status']}: {result['error'] or ''}".strip(),
                             code="training_" + result["status"])
+
+
+@click.command("export")
+@click.argument("name")
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="A new or empty folder.")
+@click.option("--merge", is_flag=True, help="Merge the adapter into the base weights.")
+@click.option("--push", default=None, metavar="ORG/REPO", help="Push the folder to this Hub repository.")
+@with_appcontext
+def export(name: str, to: str, merge: bool, push: str | None) -> None:
+    """Export NAME: adapter (or merged weights), tokenizer and model card; push to the Hub with --push."""
+    from promptyard.training.export import export_model
+
+    result = export_model(name, to, merge=merge, push=push)
+    kind = "merged weights" if result["merged"] else "adapter" if result["adapter"] else "weights"
+    click.echo(f"Exported {name} ({kind}) to {result['to']}: {', '.join(result['files'])}.")
+    if result["pushed"]:
+        click.echo(f"Pushed to {push}: {result['pushed']}")
+
+
+# `promptyard models export` belongs with the models commands; it is added here so that the training code that
+# gives it meaning stays in one place (cli/models.py is left as it is).
+_models_group.add_command(export)
