@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test browser up test bench bench-scorer bench-pipeline clean
+.PHONY: install install-test browser up test bench bench-scorer bench-pipeline bench-training clean
 
 install: $(VENV)/.installed
 
@@ -35,7 +35,7 @@ test: install-test browser
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 # Every benchmark, each comparing promptyard with its peer in the same run.
-bench: bench-scorer bench-pipeline
+bench: bench-scorer bench-pipeline bench-training
 
 # Pipeline overhead on the tiny causal model (results in bench/README.md).
 bench-pipeline: install
@@ -46,3 +46,8 @@ clean:
 
 bench-scorer: install
 	$(BIN)/python bench/bench_scorer.py $(BENCH_ARGS)
+
+# LoRA SFT throughput on the tiny trainable GPT-2: raw TRL against a promptyard training job (bench/README.md).
+bench-training: install
+	$(PIP) install -q -e '.[train]'
+	$(BIN)/python bench/bench_training.py $(BENCH_ARGS)

@@ -41,25 +41,13 @@ def tiny_dataset(app):
 
 @pytest.fixture(scope="session")
 def trainable_gpt2_dir(tmp_path_factory):
-    """A 2-layer GPT-2 (64 wide) with the test tokenizer: logits neither flat nor saturated, so a LoRA adapter
-    moves its greedy output within tens of steps (the 32-wide test model's saturated logits barely move)."""
-    import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
+    """A tiny GPT-2 that LoRA can teach in a few dozen steps (see build_trainable_gpt2)."""
     from tests.conftest import single_torch_thread
-    from tests.fixtures.tiny_models import build_tiny_gpt2
+    from tests.fixtures.tiny_models import build_tiny_gpt2, build_trainable_gpt2
 
     single_torch_thread()
     tokenizer_dir = build_tiny_gpt2(tmp_path_factory.mktemp("tokenizer-source"))
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=2,
-                        initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("trainable-gpt2")
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return build_trainable_gpt2(tmp_path_factory.mktemp("trainable-gpt2"), tokenizer_dir)
 
 
 def scripted_model(answers: dict[str, list[str]]):

@@ -148,6 +148,7 @@ def build_trainer(method: str, model, tokenizer, rows: list[dict], params: Train
 
 def train(training: Training, folder: str, base_options: dict[str, Any], quantization: str | None) -> bool:
     """Run (or resume) the training in its folder; True when it ran to the end, False when it was cancelled."""
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     params = TrainingParams.model_validate(training.params)
@@ -158,6 +159,8 @@ def train(training: Training, folder: str, base_options: dict[str, Any], quantiz
     checkpoints = out / "checkpoints"
     trainer = build_trainer(training.method, model, tokenizer, rows, params, str(checkpoints),
                             device.type == "cpu", base_options.get("prompt_format"), [progress.callback()])
+    # Progress goes to the database; the default printer would write every step's logs to the server's stdout.
+    trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     if progress.cancelled:
