@@ -113,3 +113,16 @@ def export_model(path: ModelPath, body: ExportBody):
     from promptyard.training.export import export_model as export
 
     return export(path.name, body.to, merge=body.merge, push=body.push)
+
+
+class PromptsPush(Body):
+    repo: str = Field(min_length=1, max_length=200, description="Hub dataset repository 'org/name'.")
+
+
+@api.post("/hub/prompts")
+@require_role("admin")
+def push_prompts(body: PromptsPush):
+    """Push the prompt library to a Hub dataset repository (prompts.jsonl, the importable YAML, a dataset card)."""
+    from promptyard.training.hub import push_prompt_library
+
+    return push_prompt_library(body.repo)

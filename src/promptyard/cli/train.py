@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 
 from promptyard.cli.models import _pairs
 from promptyard.cli.models import command as _models_group
+from promptyard.cli.prompts import command as _prompts_group
 
 SOURCES = click.Choice(["history", "evals", "dataset", "jsonl"])
 
@@ -180,3 +181,18 @@ def export(name: str, to: str, merge: bool, push: str | None) -> None:
 # `promptyard models export` belongs with the models commands; it is added here so that the training code that
 # gives it meaning stays in one place (cli/models.py is left as it is).
 _models_group.add_command(export)
+
+
+@click.command("push")
+@click.argument("repo")
+@with_appcontext
+def push_prompts(repo: str) -> None:
+    """Push the prompt library to the Hub dataset repository REPO (org/name)."""
+    from promptyard.training.hub import push_prompt_library
+
+    result = push_prompt_library(repo)
+    click.echo(f"Pushed {result['prompts']} prompts ({result['versions']} versions) to {repo}: {result['pushed']}")
+
+
+# `promptyard prompts push` sits with the prompt commands; added here beside the Hub code (cli/prompts.py as is).
+_prompts_group.add_command(push_prompts)

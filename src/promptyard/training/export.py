@@ -4,7 +4,6 @@ weights, or a plain model's weights), the tokenizer and a model card; optionally
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,10 @@ from sqlalchemy import select
 from promptyard.db import db
 from promptyard.db.models import ModelConfig
 from promptyard.db.training_models import Training
-from promptyard.errors import Conflict, Unavailable, Unprocessable
+from promptyard.errors import Conflict, Unprocessable
 from promptyard.models import service as models_service
 from promptyard.training.card import build_card
-
-REPO_ID_PARTS = 2
-
+from promptyard.training.hub import check_repo_id, push_folder
 
 def _check_target(to: str) -> Path:
     if not isinstance(to, str) or not to.strip():
@@ -28,13 +25,6 @@ def _check_target(to: str) -> Path:
         raise Conflict(f"'{folder}' exists and is not an empty folder; export into a new or empty one.",
                        code="export_folder_not_empty", details={"field": "to"})
     return folder
-
-
-def _check_repo(push: str | None) -> None:
-    parts = push.split("/") if isinstance(push, str) else []
-    if push is not None and (len(parts) != REPO_ID_PARTS or not all(part.strip() for part in parts)):
-        raise Unprocessable(f"'push' must be a Hub repository as 'org/name', not {push!r}.", code="invalid_repo_id",
-                            details={"field": "push"})
 
 
 def _base_of(row: ModelConfig) -> ModelConfig | None:
@@ -55,7 +45,7 @@ def export_model(name: str, to: str, *, merge: bool = False, push: str | None = 
     if row.plugin != "transformers":
         raise Unprocessable(f"Model '{name}' runs on '{row.plugin}'; only transformers models have weights to "
                             f"export.", code="model_not_exportable", details={"model": name})
-    _check_repo(push)
+    check_repo_id(push)
     folder = _check_target(to)
     options = dict(row.options or {})
     adapter = options.get("adapter")
@@ -102,19 +92,3 @@ def _point_adapter_at(folder: Path, base_source: str) -> None:
     config = json.loads(path.read_text())
     config["base_model_name_or_path"] = base_source
     path.write_text(json.dumps(config, indent=2, sort_keys=True))
-
-
-def push_folder(folder: Path, repo_id: str, *, token: str | None = None, repo_type: str = "model") -> str:
-    """Create the repository if needed and upload the folder in one commit with huggingface_hub (HF_ENDPOINT
-    chooses the Hub); returns the commit's URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token or os.environ.get("HF_TOKEN"))
-    try:
-        api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type,
-                                 commit_message="Upload from promptyard")
-    except Exception as exc:  # noqa: BLE001 - the Hub client raises its HTTP library's own types too
-        raise Unavailable(f"Pushing to the Hub repository '{repo_id}' failed: {exc}", code="hub_push_failed",
-                          details={"repo": repo_id}) from exc
-    return str(info.commit_url if hasattr(info, "commit_url") else info)
