@@ -70,6 +70,20 @@ def test_sft_over_the_api_registers_a_model_that_writes_the_solutions(app, clien
         assert greedy("tiny-tuned", prompt) == solution
         assert greedy(base, prompt) != solution
 
+    # Served like any other model: /v1, and with the adapter merged into the weights.
+    completion = client.post("/v1/completions", json={"model": "tiny-tuned", "prompt": TASKS[0][1],
+                                                      "max_tokens": 24, "temperature": 0})
+    assert completion.status_code == 200 and completion.get_json()["choices"][0]["text"] == TASKS[0][2]
+    register_model("tiny-merged", "transformers", model["source"],
+                   options={"adapter": model["options"]["adapter"], "merge_adapter": True})
+    assert [greedy("tiny-merged", p) for _, p, _, _ in TASKS] == [s for _, _, s, _ in TASKS]
+    register_model("tiny-lost", "transformers", model["source"], options={"adapter": "/nowhere/adapter"})
+    lost = client.post("/api/v1/executions", json={"model": "tiny-lost", "input": "def f():\n"})
+    assert lost.status_code == 422 and lost.get_json()["error"]["code"] == "adapter_not_found"
+
+    resumed = client.post(f"/api/v1/trainings/{started['id']}/resume")
+    assert resumed.status_code == 409 and resumed.get_json()["error"]["code"] == "training_not_resumable"
+
 
 def test_cancel_saves_a_checkpoint_and_resume_continues_from_it(app, base, tiny_dataset):
     import threading
@@ -169,3 +183,21 @@ def test_bad_input_is_refused_before_anything_is_written(app, client, base, tiny
         assert error["code"] == code
     nothing_written(app)
     assert db.session.scalar(select(func.count()).select_from(ModelConfig)) == models_before
+
+
+def test_cli_cancel_and_resume(app, cli, base, tiny_dataset):
+    queued = cli("train", "start", base, "--name", "tiny-cli", "--source", "dataset", "--dataset", tiny_dataset,
+                 "--param", "max_steps=2", "--param", "per_device_train_batch_size=4", "--background")
+    assert queued.exit_code == 0, queued.output
+    assert "Queued; follow it with 'promptyard train show 1'." in queued.output
+    db.session.expire_all()
+    app.extensions["promptyard.jobs"].wait(db.session.get(Training, 1).job_id, timeout=300)
+    assert cli("train", "cancel", "1").exit_code == 2  # finished: refused
+    row = runs.create_training(base, "tiny-cli-2", "sft", {"source": "dataset", "dataset": tiny_dataset},
+                               {"max_steps": 2, "per_device_train_batch_size": 4}, submit=False)
+    cancelled = cli("train", "cancel", str(row.id))
+    assert cancelled.exit_code == 0 and f"Training {row.id}: cancelled" in cancelled.output
+    resumed = cli("train", "resume", str(row.id))
+    assert resumed.exit_code == 0, resumed.output
+    assert "model 'tiny-cli-2' is registered" in resumed.output
+    assert cli("train", "show", "999").exit_code == 2
