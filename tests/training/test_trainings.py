@@ -201,3 +201,17 @@ def test_cli_cancel_and_resume(app, cli, base, tiny_dataset):
     assert resumed.exit_code == 0, resumed.output
     assert "model 'tiny-cli-2' is registered" in resumed.output
     assert cli("train", "show", "999").exit_code == 2
+
+
+def test_startup_resumes_trainings_a_restart_left_behind(app, base, tiny_dataset):
+    from promptyard.startup import STARTUP_HOOKS
+
+    assert "promptyard.training.runs:resume_interrupted_trainings" in STARTUP_HOOKS
+    row = runs.create_training(base, "tiny-restarted", "sft", {"source": "dataset", "dataset": tiny_dataset},
+                               {"max_steps": 2, "per_device_train_batch_size": 4}, submit=False)
+    row.status = "running"  # as a crash mid-training leaves it
+    db.session.commit()
+    assert runs.resume_interrupted_trainings() == "resumed 1 training(s)"
+    done = wait(app, {"id": row.id})
+    assert done["status"] == "succeeded", done["error"]
+    assert runs.resume_interrupted_trainings() == "resumed 0 training(s)"

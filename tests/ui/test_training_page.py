@@ -54,6 +54,7 @@ def test_start_a_training_watch_it_and_compare_the_new_model(open_page, api, tra
     table = at.dataframe[0].value
     assert list(table["model"]) == ["tiny-base", "tiny-tuned"]
     assert list(table["pass@1"]) == [0.0, 1.0]
+    assert "tiny-code: pass@1 0.000 -> 1.000 (+1.000), McNemar p = 0.125" in texts(at)
 
 
 def test_refusals_are_shown_not_crashed(open_page, api, trainable_gpt2_dir):

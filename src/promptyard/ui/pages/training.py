@@ -8,6 +8,22 @@ import streamlit as st
 
 from promptyard.ui.common import act, client, flash, items, load, show_flash
 
+
+
+def _significance(rows: list[dict], base: str, tuned: str) -> None:
+    """For each dataset both models were evaluated on, the latest runs compared with a paired test."""
+    latest = {(row["model"], row["dataset"]): row["run"] for row in sorted(rows, key=lambda r: r["run"])}
+    for (model, dataset), run in latest.items():
+        if model != base or (tuned, dataset) not in latest:
+            continue
+        report = act(api.compare_evals, run, latest[(tuned, dataset)])
+        if report:
+            st.caption(f"{dataset}: pass@1 {report['a_pass_at_1']:.3f} -> {report['b_pass_at_1']:.3f} "
+                       f"({report['difference']:+.3f}), McNemar p = {report['mcnemar']['p_value']:.3g}, "
+                       f"95% CI of the gap {report['bootstrap']['ci95'][0]:+.3f} to "
+                       f"{report['bootstrap']['ci95'][1]:+.3f}")
+
+
 st.title("Training")
 show_flash()
 api = client()
@@ -79,6 +95,7 @@ for training in trainings:
             if rows:
                 st.caption("Evaluations of the new model beside its base")
                 st.dataframe(pd.DataFrame(rows), hide_index=True)
+                _significance(rows, training["base_model"], training["model"])
             else:
                 st.caption(f"Evaluate {training['model']} and {training['base_model']} on the Evaluations page "
                            f"to compare them.")
