@@ -3,7 +3,6 @@ base + adapter, the model card's metadata reads back, and a push reaches a local
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -8,7 +8,6 @@ checkpoint in the training's folder.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from sqlalchemy import select
 from promptyard.db import db, utcnow
 from promptyard.db.training_models import Training
 from promptyard.training.params import TrainingParams, lora_config, trainer_arguments
-
-log = logging.getLogger(__name__)
 
 
 class _Progress:
