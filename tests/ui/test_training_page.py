@@ -63,3 +63,14 @@ def test_refusals_are_shown_not_crashed(open_page, api, trainable_gpt2_dir):
     assert_no_crash(at)
     assert "No sft training rows match" in texts(at)  # no rated history yet: the count preview says why
     assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+def test_an_unreachable_api_is_explained(unreachable_url):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.ui.ui_helpers import APP
+
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at.switch_page("pages/training.py").run()
+    assert_no_crash(at)
+    assert any(f"API at {unreachable_url} is not reachable" in box.value for box in at.error)
