@@ -159,6 +159,16 @@ def execute_training(training_id: int) -> dict:
     """The job: train (resuming from a checkpoint if there is one), then register the adapter as a model."""
     from promptyard.training import trainer
 
+    # One training at a time in a process: transformers and accelerate keep process-wide training state that two
+    # trainers on two job threads would reset under each other. A training waiting here stays `queued`.
+    with trainer.ONE_AT_A_TIME:
+        db.session.expire_all()
+        return _execute(training_id)
+
+
+def _execute(training_id: int) -> dict:
+    from promptyard.training import trainer
+
     row = get_training(training_id)
     if row.status not in ACTIVE:
         return training_to_dict(row)

@@ -8,6 +8,7 @@ checkpoint in the training's folder.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy import select
 from promptyard.db import db, utcnow
 from promptyard.db.training_models import Training
 from promptyard.training.params import TrainingParams, lora_config, trainer_arguments
+
+ONE_AT_A_TIME = threading.Lock()
 
 
 class _Progress:
