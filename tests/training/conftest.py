@@ -64,9 +64,10 @@ def scripted_model(answers: dict[str, list[str]]):
     return FunctionPlugin(answer)
 
 
-def record(model: str, prompt: str, rating: int | None, **request) -> int:
-    """One execution through the real pipeline (no cache), rated when `rating` is given; returns its id."""
-    row = execute(ExecutionRequest(model=model, input=prompt, cache=False, **request))
+def record(model: str, text, rating: int | None, **request) -> int:
+    """One execution of `text` (or of a library prompt named in `request`) through the real pipeline, uncached,
+    rated when `rating` is given; returns its id."""
+    row = execute(ExecutionRequest(model=model, input=text, cache=False, **request))
     if rating is not None:
         add_feedback(row.id, rating)
     db.session.expire_all()

@@ -136,3 +136,23 @@ def test_cli_writes_jsonl_and_counts(cli, rated_history, tmp_path):
     assert "4 kto rows (history: 4)" in result.output
     refused = cli("train", "data", "--source", "history", "--label", "production")
     assert refused.exit_code == 2 and "label='production'" in refused.output
+
+
+def test_prompt_version_and_label_filters_pick_library_executions(app, scripted):
+    from promptyard.prompts.labels import set_label
+    from promptyard.prompts.library import create_prompt
+    from promptyard.prompts.versions import add_version
+
+    create_prompt("explain", "Explain {{ code }}")
+    add_version("explain", "Explain briefly: {{ code }}")
+    set_label("explain", "production", 2)
+    scripted("lib", {"Explain x": ["It is x."], "Explain briefly: x": ["x."], ADD: ["    return a + b\n"]})
+    record("lib", None, 5, prompt="explain", version=1, variables={"code": "x"})
+    record("lib", None, 5, prompt="explain", label="production", variables={"code": "x"})
+    record("lib", ADD, 5)
+    assert build("sft", {"source": "history", "prompt": "explain"}).rows == [
+        {"prompt": "Explain x", "completion": "It is x."}, {"prompt": "Explain briefly: x", "completion": "x."}]
+    assert build("sft", {"source": "history", "prompt": "explain", "version": 1}).rows == [
+        {"prompt": "Explain x", "completion": "It is x."}]
+    assert build("sft", {"source": "history", "label": "production"}).rows == [
+        {"prompt": "Explain briefly: x", "completion": "x."}]

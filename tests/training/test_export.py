@@ -132,6 +132,11 @@ def test_bad_exports_are_refused_and_write_nothing(client, tuned, trainable_gpt2
     assert not (tmp_path / "a").exists()
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
 
+    plain = client.post("/api/v1/models/plain/export", json={"to": str(tmp_path / "plain")})
+    assert plain.status_code == 200 and plain.get_json()["adapter"] is False
+    assert (tmp_path / "plain" / "model.safetensors").is_file()
+    assert "No finished evaluation run of this model yet." in (tmp_path / "plain" / "README.md").read_text()
+
 
 def test_a_push_to_an_unreachable_hub_is_a_clear_error(client, tuned, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
