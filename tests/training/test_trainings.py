@@ -186,12 +186,12 @@ def test_bad_input_is_refused_before_anything_is_written(app, client, base, tiny
 
 
 def test_cli_cancel_and_resume(app, cli, base, tiny_dataset):
-    queued = cli("train", "start", base, "--name", "tiny-cli", "--source", "dataset", "--dataset", tiny_dataset,
-                 "--param", "max_steps=2", "--param", "per_device_train_batch_size=4", "--background")
-    assert queued.exit_code == 0, queued.output
-    assert "Queued; follow it with 'promptyard train show 1'." in queued.output
-    db.session.expire_all()
-    app.extensions["promptyard.jobs"].wait(db.session.get(Training, 1).job_id, timeout=300)
+    start = ("train", "start", base, "--name", "tiny-cli", "--source", "dataset", "--dataset", tiny_dataset,
+             "--param", "max_steps=2", "--param", "per_device_train_batch_size=4")
+    no_workers = cli(*start, "--background")
+    assert no_workers.exit_code == 2 and "needs Celery workers" in no_workers.output
+    nothing_written(app)
+    assert cli(*start).exit_code == 0
     assert cli("train", "cancel", "1").exit_code == 2  # finished: refused
     row = runs.create_training(base, "tiny-cli-2", "sft", {"source": "dataset", "dataset": tiny_dataset},
                                {"max_steps": 2, "per_device_train_batch_size": 4}, submit=False)

@@ -85,12 +85,19 @@ def data(fmt, out, **filters) -> None:
 @data_options
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Hyperparameter, PEFT/TRL names: r, lora_alpha, learning_rate, max_steps, ...")
-@click.option("--background", is_flag=True, help="Queue it as a job instead of training in this process.")
+@click.option("--background", is_flag=True,
+              help="Queue it on the Celery workers (needs PROMPTYARD_BROKER_URL) instead of training here.")
 @with_appcontext
 def start(base_model, name, method, params, background, **filters) -> None:
     """Fine-tune BASE_MODEL with LoRA; trains here with a line per logged step unless --background."""
+    from promptyard.errors import Unprocessable
     from promptyard.training import runs
 
+    if background and not current_app.config.get("PROMPTYARD_BROKER_URL"):
+        # Without a broker the job would run on a thread of this command, which could not exit before it ends.
+        raise Unprocessable("--background needs Celery workers (set PROMPTYARD_BROKER_URL); without them, train "
+                            "in this process (leave --background out) or start it over the API of a running server.",
+                            code="no_workers")
     row = runs.create_training(base_model, name, method, _spec(**filters), _pairs("--param", params),
                                submit=background)
     click.echo(f"Training {row.id}: {method} of {base_model} on {row.data_summary['rows']} rows -> {name}.")
