@@ -225,3 +225,26 @@ def test_trainings_queued_together_run_one_after_the_other(app, client, base, ti
     assert [d["status"] for d in done] == ["succeeded", "succeeded"], [d["error"] for d in done]
     first, second = sorted(done, key=lambda d: d["started_at"])
     assert first["finished_at"] <= second["started_at"]
+
+
+@pytest.mark.redis
+def test_with_a_broker_the_training_goes_to_the_celery_workers(app, client, base, tiny_dataset, redis_url):
+    import json
+
+    import redis
+
+    from promptyard.jobs import CeleryJobs
+
+    app.extensions["promptyard.jobs"] = CeleryJobs(redis_url)
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete("celery")
+    response = client.post("/api/v1/trainings", json={
+        "base_model": base, "name": "tiny-remote", "data": {"source": "dataset", "dataset": tiny_dataset},
+        "params": FAST})
+    assert response.status_code == 202
+    message = json.loads(broker.lpop("celery"))
+    assert message["headers"]["task"] == "promptyard.jobs.run"
+    assert "promptyard.training.runs:execute_training" in message["headers"]["argsrepr"]
+    assert response.get_json()["status"] == "queued"  # no worker here: it waits for one
+    db.session.expire_all()
+    assert db.session.get(Training, response.get_json()["id"]).job_id == message["headers"]["id"]
