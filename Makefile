@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 # CPU PyTorch first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: install install-test browser nginx up test bench bench-scorer bench-pipeline bench-batch bench-scale clean
+.PHONY: install install-test browser nginx up test bench bench-scorer bench-pipeline bench-batch bench-scale bench-training clean
 
 install: $(VENV)/.installed
 
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 install-test: $(VENV)/.installed-test
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e '.[ui,scale,test]'
+	$(PIP) install -q -e '.[ui,scale,train,test]'
 	touch $@
 
 # The UI's end-to-end tests drive Debian's Chromium; Playwright never downloads a browser of its own.
@@ -40,7 +40,7 @@ test: install-test browser nginx
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --cov=promptyard --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 # Every benchmark, each comparing promptyard with its peer in the same run.
-bench: bench-scorer bench-pipeline bench-batch bench-scale
+bench: bench-scorer bench-pipeline bench-batch bench-scale bench-training
 
 # Pipeline overhead on the tiny causal model (results in bench/README.md).
 bench-pipeline: install
@@ -59,3 +59,8 @@ bench-batch: install
 # Load test on loopback: the single-port unit with 1 against 4 API workers on PostgreSQL (results in bench/README.md).
 bench-scale: install nginx
 	$(BIN)/python bench/bench_scale.py $(BENCH_ARGS)
+
+# LoRA SFT throughput on the tiny trainable GPT-2: raw TRL against a promptyard training job (bench/README.md).
+bench-training: install
+	$(PIP) install -q -e '.[train]'
+	$(BIN)/python bench/bench_training.py $(BENCH_ARGS)

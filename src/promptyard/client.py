@@ -416,3 +416,30 @@ class PromptyardClient:
     def register_dataset(self, name: str, jsonl: str) -> dict:
         """Register JSONL text (one task per line, as `promptyard eval register-dataset` reads) as dataset `name`."""
         return self._json("POST", "/api/v1/evals/datasets", json_body={"name": name, "jsonl": jsonl})
+
+    # Training
+
+    def training_data(self, format: str = "sft", **filters: Any) -> dict:
+        """Training rows from history/evals/a dataset: `rows`, `counts` per source, `items` (the first rows)."""
+        params = {key: ",".join(value) if isinstance(value, list) else value for key, value in filters.items()}
+        return self._json("GET", "/api/v1/training/data", params=_drop_none({"format": format, **params}))
+
+    def start_training(self, base_model: str, name: str, *, method: str = "sft", data: dict | None = None,
+                       params: dict | None = None) -> dict:
+        """Start a LoRA fine-tuning of `base_model` that registers `name`; returns the queued training."""
+        body = {"base_model": base_model, "name": name, "method": method, "data": data or {}, "params": params or {}}
+        return self._json("POST", "/api/v1/trainings", json_body=body)
+
+    def list_trainings(self, limit: int = 50, offset: int = 0) -> dict:
+        return self._json("GET", "/api/v1/trainings", params={"limit": limit, "offset": offset})
+
+    def get_training(self, training_id: int) -> dict:
+        """A training with `status`, `progress` {step, total}, `losses` [{step, loss}], `model`, `error`."""
+        return self._json("GET", f"/api/v1/trainings/{training_id}")
+
+    def cancel_training(self, training_id: int) -> dict:
+        return self._json("POST", f"/api/v1/trainings/{training_id}/cancel")
+
+    def export_model(self, name: str, to: str, *, merge: bool = False, push: str | None = None) -> dict:
+        """Export a model's adapter (or merged weights), tokenizer and model card to a folder on the server."""
+        return self._json("POST", f"/api/v1/models/{name}/export", json_body={"to": to, "merge": merge, "push": push})

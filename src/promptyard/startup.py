@@ -13,6 +13,7 @@ STARTUP_HOOKS = (
     "promptyard.models.service:register_presets",
     "promptyard.execution.recovery:recover_interrupted",
     "promptyard.evals.runs:resume_interrupted_runs",
+    "promptyard.training.runs:resume_interrupted_trainings",
 )
 
 

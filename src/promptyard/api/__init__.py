@@ -19,6 +19,7 @@ BLUEPRINT_MODULES = (
     "promptyard.api.executions",
     "promptyard.api.openai_compat",
     "promptyard.api.evals",
+    "promptyard.api.trainings",
 )
 
 

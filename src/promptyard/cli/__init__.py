@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "promptyard.cli.labels",
     "promptyard.cli.models",
     "promptyard.cli.evals",
+    "promptyard.cli.train",
 )
 
 

@@ -46,7 +46,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
 
 
 def init_app(app: Flask) -> None:
-    from promptyard.db import eval_models, lease_models, models  # noqa: F401  (registers the tables on the metadata)
+    from promptyard.db import eval_models, lease_models, models, training_models  # noqa: F401  (registers the tables)
 
     db.init_app(app)
     from promptyard.db import checkpoints

@@ -110,3 +110,21 @@ def estimated_weight_bytes(folder: Path, bytes_per_param: float) -> int:
         else:
             total += path.stat().st_size
     return int(total)
+
+
+def apply_adapter(model, options: dict[str, Any]):
+    """The model with the PEFT (LoRA) adapter of options["adapter"] on top, merged into the weights when
+    options["merge_adapter"] is true; the model itself when there is no adapter."""
+    adapter = options.get("adapter")
+    if not adapter:
+        return model
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise Unprocessable(f"There is no PEFT adapter (adapter_config.json) in '{adapter}'.",
+                            code="adapter_not_found", details={"adapter": str(adapter)})
+    if importlib.util.find_spec("peft") is None:
+        raise Unprocessable("This model is a base with a LoRA adapter, which needs the peft package: "
+                            "pip install 'promptyard[train]'.", code="adapter_unavailable")
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    return model.merge_and_unload() if options.get("merge_adapter") is True else model

@@ -33,6 +33,7 @@ from promptyard.plugins.hf_files import (
     missing_weights_error,
 )
 from promptyard.plugins.hf_loading import (
+    apply_adapter,
     bytes_per_parameter,
     choose_device_and_dtype,
     estimated_weight_bytes,
@@ -97,7 +98,8 @@ def _serve_calls(calls: queue.SimpleQueue) -> None:
 
 
 class TransformersPlugin(LLMPlugin):
-    """A transformers model. Options: trust_remote_code, device, dtype, prompt_format, cache_dir, max_batch_size."""
+    """A transformers model. Options: trust_remote_code, device, dtype, prompt_format, cache_dir, max_batch_size,
+    adapter (a PEFT adapter folder applied on top) and merge_adapter."""
 
     name = "transformers"
     description = "Hugging Face transformers: causal or seq2seq models from a hub id or a local folder."
@@ -226,7 +228,7 @@ class TransformersPlugin(LLMPlugin):
             if quantization_config is not None:
                 kwargs.update(quantization_config=quantization_config, device_map={"": device.index or 0})
             try:
-                model = model_class.from_pretrained(path, **kwargs)
+                model = apply_adapter(model_class.from_pretrained(path, **kwargs), self.options)
                 tokenizer = AutoTokenizer.from_pretrained(
                     path, local_files_only=True, trust_remote_code=self.trust_remote_code
                 )

@@ -26,7 +26,10 @@ navigation = st.navigation(
             st.Page(PAGES / "evaluations.py", title="Evaluations", icon=":material/fact_check:"),
             st.Page(PAGES / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
         ],
-        "Setup": [st.Page(PAGES / "models.py", title="Models", icon=":material/memory:")],
+        "Setup": [
+            st.Page(PAGES / "models.py", title="Models", icon=":material/memory:"),
+            st.Page(PAGES / "training.py", title="Training", icon=":material/model_training:"),
+        ],
     }
 )
 try:

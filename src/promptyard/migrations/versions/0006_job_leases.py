@@ -1,7 +1,7 @@
 """job leases: one owner per evaluation run, renewed by heartbeats
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-04 19:30:00
 
 """
@@ -13,7 +13,7 @@ import promptyard.db.types
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0002'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
