@@ -7,7 +7,7 @@ from typing import Literal
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptyard.api.bodies import Body
+from promptyard.api.bodies import Body, DbCount, DbId
 from promptyard.prompts import experiments
 
 api = APIBlueprint(
@@ -22,7 +22,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 
 class ArmBody(Body):
-    version: int = Field(ge=1, description="A version number of the experiment's prompt.")
+    version: DbId = Field(description="A version number of the experiment's prompt.")
     weight: float = Field(1.0, description="Relative share of subjects (not negative; weights may not all be 0).")
 
 
@@ -44,7 +44,7 @@ class ExperimentListQuery(BaseModel):
     prompt: str | None = None
     status: Literal["running", "stopped"] | None = None
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: DbCount = 0
 
 
 class AssignQuery(BaseModel):
