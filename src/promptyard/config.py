@@ -60,6 +60,11 @@ class Settings:
     PROMPTYARD_QUEUE_SIZE: int = field(
         default=16, metadata={"help": "Requests waiting per model before new ones get 429."}
     )
+    PROMPTYARD_SERVER_THREADS: int | None = field(
+        default=None,
+        metadata={"help": "Request threads of the WSGI server (set by `promptyard up --threads`); writes and "
+                          "generations may hold all but a quarter of them (at least 2), beyond that 429."},
+    )
     PROMPTYARD_DEFAULT_MODEL: str | None = field(
         default=None,
         metadata={"help": "Model a prompt runs on over /v1 when its version's params name no 'model'."},

@@ -23,7 +23,7 @@ BLUEPRINT_MODULES = (
 
 
 def init_app(app: OpenAPI) -> None:
-    from promptyard.api import auth, guards, limits
+    from promptyard.api import admission, auth, guards, limits
 
     register_error_handlers(app)
     # Limits run before auth so that guessing keys is throttled too.
@@ -31,6 +31,8 @@ def init_app(app: OpenAPI) -> None:
     auth.init_app(app)
     # After auth: a caller without a key learns nothing about which ids or names exist.
     guards.init_app(app)
+    # Last: only a request that will run takes a place among the threads writes and generations may hold.
+    admission.init_app(app)
     for module_name in BLUEPRINT_MODULES:
         app.register_api(importlib.import_module(module_name).api)
 
