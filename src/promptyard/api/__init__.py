@@ -23,9 +23,10 @@ BLUEPRINT_MODULES = (
 
 
 def init_app(app: OpenAPI) -> None:
-    from promptyard.api import admission, auth, guards, limits
+    from promptyard.api import admission, auth, guards, limits, openapi_doc
 
     register_error_handlers(app)
+    openapi_doc.init_app(app)
     # Limits run before auth so that guessing keys is throttled too.
     limits.init_app(app)
     auth.init_app(app)

@@ -176,7 +176,7 @@ def archive_prompt(path: PromptPath):
     return "", 204
 
 
-@api.post("/<name>/versions", responses={201: None})
+@api.post("/<name>/versions", responses={201: None, 200: None})
 def add_version(path: PromptPath, body: VersionCreate):
     """Add a version; identical content to the latest returns that version with 200."""
     row, created = versions.add_version(
