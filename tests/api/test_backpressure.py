@@ -89,3 +89,34 @@ def test_excess_generations_get_429_while_health_and_reads_answer(live):
 
 def test_reserved_threads_are_a_quarter_at_least_two_and_never_all():
     assert [reserved_threads(n) for n in (1, 2, 3, 4, 8, 16, 32)] == [0, 1, 2, 2, 2, 4, 8]
+
+
+RUNAWAY = "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(depth) }}"
+
+
+def test_sixteen_runaway_renders_at_once_do_not_stall_health(tmp_path, monkeypatch):
+    from promptyard.prompts import render_pool
+
+    monkeypatch.setattr(render_pool, "RENDER_TIME_BUDGET_S", 0.5)
+    app = make_app(f"sqlite:///{tmp_path / 'render.db'}", tmp_path / "home", PROMPTYARD_RATE_LIMIT="off")
+    with app.app_context():
+        db.create_all()
+    declared = [{"name": "depth", "type": "integer", "required": False, "default": 1}]
+    with serve_in_thread(app, threads=16) as url, httpx.Client(base_url=url, timeout=120) as client:
+        created = client.post("/api/v1/prompts", json={"name": "boom", "template": RUNAWAY, "variables": declared})
+        assert created.status_code == 201, created.text
+
+        def render(_):
+            with httpx.Client(base_url=url, timeout=120) as own:
+                return own.post("/api/v1/prompts/boom/render", json={"variables": {"depth": 40}})
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            futures = [pool.submit(render, i) for i in range(16)]
+            health = [client.get("/healthz") for _ in range(5)]
+            answers = [f.result() for f in futures]
+    assert all(r.status_code == 200 for r in health)
+    codes = [(r.status_code, r.json()["error"]["code"]) for r in answers]
+    assert all(code in {(422, "render_time_budget"), (429, "renderers_busy"), (429, "server_busy")} for code in codes)
+    assert (422, "render_time_budget") in codes
+    with app.app_context():
+        db.engine.dispose()

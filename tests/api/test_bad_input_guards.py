@@ -164,3 +164,14 @@ def test_json_within_the_depth_bound_still_works(seeded):
     assert response.status_code == 201
     response = seeded.post("/api/v1/prompts/greet/render", json={"variables": {"who": "caf\u00e9 \U0001f600"}})
     assert response.get_json()["text"] == "Hello caf\u00e9 \U0001f600"
+
+
+@pytest.mark.parametrize("url", [
+    "/api/v1/executions?until=9999-12-31T23:59:59-05:00",
+    "/api/v1/executions?since=0001-01-01T00:00:00%2B05:00",
+    "/api/v1/analytics?since=0001-01-01T00:00:00%2B05:00",
+    "/api/v1/executions/export?until=9999-12-31T23:59:59-05:00",
+])
+def test_a_date_out_of_range_once_in_utc_is_422(seeded, url):
+    error = _is_error(seeded.get(url), 422)
+    assert error["code"] == "validation_error" and "UTC" in error["message"]

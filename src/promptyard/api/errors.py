@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, StatementError
 from werkzeug.exceptions import HTTPException
 
 from promptyard.errors import PromptyardError, TooManyRequests
@@ -119,6 +119,16 @@ def register_error_handlers(app: Flask) -> None:
         log.info("refused a value the database would not take: %s", exc.orig)
         return error_response(422, "invalid_value",
                               "A value in the request is out of the range or form the database accepts.")
+
+    @app.errorhandler(StatementError)
+    def handle_statement_error(exc: StatementError) -> Response:
+        # A value that failed while being bound to a query (a date past year 9999 once in UTC, a huge int): the
+        # driver wraps the OverflowError or UnicodeError; anything else is the server's own fault.
+        if not isinstance(exc.orig, (OverflowError, UnicodeError)):
+            return handle_unexpected(exc)
+        _rollback()
+        return error_response(422, "invalid_value",
+                              "A value in the request is out of the range the database can store or compare.")
 
     @app.errorhandler(UnicodeError)
     def handle_unicode_error(exc: UnicodeError) -> Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Literal, Union
 
 from flask import Response, stream_with_context
@@ -11,7 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api.auth import require_role
-from promptyard.api.bodies import Body, DbCount, DbId
+from promptyard.api.bodies import Body, DbCount, DbId, UtcDateTime
 from promptyard.api.sse import event_stream_response
 from promptyard.execution import analytics as analytics_service
 from promptyard.execution import feedback as feedback_service
@@ -57,8 +56,8 @@ class HistoryQuery(BaseModel):
     version: DbId | None = None
     model: str | None = None
     status: Literal["running", "succeeded", "failed", "cancelled"] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: UtcDateTime | None = None
+    until: UtcDateTime | None = None
     cache_hit: bool | None = None
 
     def filters(self) -> history.HistoryFilters:
