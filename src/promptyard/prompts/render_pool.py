@@ -68,6 +68,7 @@ class RenderPool:
         self._idle: list[_Worker] = []
         self._busy = 0
         self._cond = threading.Condition()
+        self._pid = os.getpid()
 
     def render(self, template: str, context: dict[str, Any], *, time_budget_s: float | None = None,
                memory_bytes: int | None = None) -> dict[str, Any]:
@@ -94,6 +95,9 @@ class RenderPool:
     def _borrow(self, memory_bytes: int, wait_s: float) -> _Worker:
         deadline = time.monotonic() + wait_s
         with self._cond:
+            if self._pid != os.getpid():
+                # A forked child (a job worker): the parent's workers are the parent's; start afresh.
+                self._pid, self._idle, self._busy = os.getpid(), [], 0
             while not self._idle and self._busy >= self.size:
                 left = deadline - time.monotonic()
                 if left <= 0:

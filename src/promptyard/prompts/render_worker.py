@@ -31,7 +31,10 @@ def serve(memory_bytes: int) -> None:
     # A template cannot print, but nothing else may write into the reply channel either.
     sys.stdout = sys.stderr
     limit = _address_space_bytes() + memory_bytes
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:  # a tighter limit set from outside stays; an unprivileged one cannot rise
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard if hard != resource.RLIM_INFINITY else limit))
     while True:
         try:
             request = json.loads(requests.recv_bytes())
