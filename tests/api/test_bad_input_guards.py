@@ -175,3 +175,20 @@ def test_json_within_the_depth_bound_still_works(seeded):
 def test_a_date_out_of_range_once_in_utc_is_422(seeded, url):
     error = _is_error(seeded.get(url), 422)
     assert error["code"] == "validation_error" and "UTC" in error["message"]
+
+
+def _billion_laughs() -> str:
+    text, previous = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n', "a"
+    for name in "bcdefghij":
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    return text + f"prompts: *{previous}\n"
+
+
+@pytest.mark.parametrize("document", [_billion_laughs(), "prompts: &p [*p]\n", "prompts: &p {x: *p}\n"])
+def test_a_yaml_import_with_aliases_answers_4xx_and_writes_nothing(seeded, document):
+    before = _counts()
+    response = seeded.post("/api/v1/prompts/import", data=document, content_type="application/x-yaml")
+    assert 400 <= response.status_code < 500
+    assert set(response.get_json()["error"]) == {"code", "message", "details"}
+    assert _counts() == before

@@ -29,13 +29,17 @@ class InvalidText(Unprocessable):
 def check_json_value(value: Any, where: str = "") -> None:
     """Raise a 422 for JSON nested deeper than MAX_JSON_DEPTH or holding a NUL or a lone surrogate (keys too)."""
     stack: list[tuple[Any, int, str]] = [(value, 1, where)]
+    # YAML anchors let one list appear many times (a "billion laughs" document) or inside itself: each
+    # container is checked once, so the walk is as long as the parsed text, never exponential or endless.
+    seen: set[int] = set()
     while stack:
         item, depth, path = stack.pop()
         if isinstance(item, str):
             _check_text(item, path or "(body)")
             continue
-        if not isinstance(item, (dict, list)):
+        if not isinstance(item, (dict, list)) or id(item) in seen:
             continue
+        seen.add(id(item))
         if depth > MAX_JSON_DEPTH:
             raise Unprocessable(
                 f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep (at '{path or '(body)'}').",
