@@ -26,6 +26,8 @@ from promptyard.errors import TooManyRequests
 RENDER_TIME_BUDGET_S = 2.0
 RENDER_MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
 RENDER_WORKERS = 4
+# How long a new worker may take to start (import jinja2, set its limit) on a loaded machine.
+WORKER_START_TIMEOUT_S = 60.0
 
 
 class RenderBudgetExceeded(Exception):
@@ -48,6 +50,13 @@ class _Worker:
         self.replies = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
         self.process.stdout.close()
+        try:
+            ready = self.replies.poll(WORKER_START_TIMEOUT_S) and json.loads(self.replies.recv_bytes()).get("ready")
+        except (EOFError, OSError, ValueError):
+            ready = False
+        if not ready:
+            self.kill()
+            raise RuntimeError("a template render worker did not start")
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -35,6 +35,8 @@ def serve(memory_bytes: int) -> None:
     if hard != resource.RLIM_INFINITY:  # a tighter limit set from outside stays; an unprivileged one cannot rise
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard if hard != resource.RLIM_INFINITY else limit))
+    # Starting up is not part of any render's time budget: the parent waits for this before sending one.
+    replies.send_bytes(b'{"ready": true}')
     while True:
         try:
             request = json.loads(requests.recv_bytes())
