@@ -12,7 +12,7 @@ import pytest
 from promptyard.db import db
 from promptyard.db.models import Execution, Experiment, Feedback, Prompt, PromptVersion
 
-HUGE = [2**31, 2**63, 10**30]
+HUGE = [2**31, 10**30]  # past PostgreSQL INTEGER; past SQLite INTEGER (2**63) too
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-@pytest.mark.parametrize("depth", [65, 1000, 5000, 100_000])
+@pytest.mark.parametrize("depth", [65, 1000, 100_000])
 @pytest.mark.parametrize("method, url, body", [
     ("post", "/api/v1/prompts", '{"name": "p2", "template": "hi", "params": {"x": DEEP}}'),
     ("post", "/api/v1/prompts/greet/render", '{"variables": {"who": DEEP}}'),
