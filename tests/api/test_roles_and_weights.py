@@ -97,7 +97,8 @@ def test_weights_out_of_bounds_are_refused_and_create_nothing(client, weights):
 def test_the_service_bounds_weights_too(app):
     make_prompt()
     with pytest.raises(Unprocessable) as caught:
-        experiments.create_experiment("exp", "greet", [{"version": 1, "weight": 1e308}, {"version": 2, "weight": 1e308}])
+        experiments.create_experiment("exp", "greet",
+                                      [{"version": 1, "weight": 1e308}, {"version": 2, "weight": 1e308}])
     assert caught.value.code == "invalid_weight"
 
 
