@@ -254,7 +254,11 @@ class PromptyardClient:
         return self._json("GET", f"/api/v1/experiments/{name}")
 
     def assign(self, name: str, subject: str) -> dict:
-        """The sticky arm of `subject` in the experiment: `{"version": n}`."""
+        """Assign `subject` its sticky arm in the experiment, recorded (editor): `{"version": n}`."""
+        return self._json("POST", f"/api/v1/experiments/{name}/assign", json_body={"subject": subject})
+
+    def peek_assignment(self, name: str, subject: str) -> dict:
+        """The arm `subject` sees or would see, recording nothing (viewer): `{"version": n}`."""
         return self._json("GET", f"/api/v1/experiments/{name}/assign", params={"subject": subject})
 
     def experiment_results(self, name: str) -> dict:

@@ -80,6 +80,11 @@ class Settings:
         metadata={"help": "Seconds an evaluation run's owner keeps its lease without a heartbeat; another process "
                           "takes a run over only after its owner has been silent this long."},
     )
+    PROMPTYARD_SERVER_THREADS: int | None = field(
+        default=None,
+        metadata={"help": "Request threads of the WSGI server (set by `promptyard up --threads`); writes and "
+                          "generations may hold all but a quarter of them (at least 2), beyond that 429."},
+    )
     PROMPTYARD_DEFAULT_MODEL: str | None = field(
         default=None,
         metadata={"help": "Model a prompt runs on over /v1 when its version's params name no 'model'."},

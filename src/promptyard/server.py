@@ -14,6 +14,8 @@ def create_server(app: Flask, *, host: str, port: int, threads: int):
     """A waitress server bound to host:port (port 0 picks a free one); raises OSError when the address is taken."""
     import waitress
 
+    # The admission gate (api/admission.py) keeps some of these threads for reads and /healthz.
+    app.config["PROMPTYARD_SERVER_THREADS"] = threads
     # Waitress's loop timeout stays at its default (1 s): it is an int adjustment, so a fraction such as 0.1
     # becomes 0 and the I/O thread spins in select(), taking a core away from the request threads.
     return waitress.create_server(app, host=host, port=port, threads=threads, channel_timeout=600,

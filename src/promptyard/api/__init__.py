@@ -24,12 +24,17 @@ BLUEPRINT_MODULES = (
 
 
 def init_app(app: OpenAPI) -> None:
-    from promptyard.api import auth, limits
+    from promptyard.api import admission, auth, guards, limits, openapi_doc
 
     register_error_handlers(app)
+    openapi_doc.init_app(app)
     # Limits run before auth so that guessing keys is throttled too.
     limits.init_app(app)
     auth.init_app(app)
+    # After auth: a caller without a key learns nothing about which ids or names exist.
+    guards.init_app(app)
+    # Last: only a request that will run takes a place among the threads writes and generations may hold.
+    admission.init_app(app)
     for module_name in BLUEPRINT_MODULES:
         app.register_api(importlib.import_module(module_name).api)
 

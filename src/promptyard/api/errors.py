@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError, StatementError
 from werkzeug.exceptions import HTTPException
 
 from promptyard.errors import PromptyardError, TooManyRequests
@@ -104,7 +105,51 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Retry-After"] = "1"
         return response
 
+    # Safety nets for bad input that got past a view's validation into a driver: the request is at fault, not the
+    # server, so a 422 in the usual shape (with the transaction rolled back, so nothing is written).
+    @app.errorhandler(OverflowError)
+    def handle_overflow(exc: OverflowError) -> Response:
+        _rollback()
+        return error_response(422, "number_out_of_range",
+                              "A number in the request is too large for the database to store or compare.")
+
+    @app.errorhandler(DataError)
+    def handle_data_error(exc: DataError) -> Response:
+        _rollback()
+        log.info("refused a value the database would not take: %s", exc.orig)
+        return error_response(422, "invalid_value",
+                              "A value in the request is out of the range or form the database accepts.")
+
+    @app.errorhandler(StatementError)
+    def handle_statement_error(exc: StatementError) -> Response:
+        # A value that failed while being bound to a query (a date past year 9999 once in UTC, a huge int): the
+        # driver wraps the OverflowError or UnicodeError; anything else is the server's own fault.
+        if not isinstance(exc.orig, (OverflowError, UnicodeError)):
+            return handle_unexpected(exc)
+        _rollback()
+        return error_response(422, "invalid_value",
+                              "A value in the request is out of the range the database can store or compare.")
+
+    @app.errorhandler(UnicodeError)
+    def handle_unicode_error(exc: UnicodeError) -> Response:
+        _rollback()
+        return error_response(422, "invalid_text", "Text in the request is not valid Unicode (a lone surrogate?).")
+
+    @app.errorhandler(RecursionError)
+    def handle_recursion_error(exc: RecursionError) -> Response:
+        _rollback()
+        return error_response(422, "too_deep", "The request is nested too deeply to process.")
+
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(500, "internal_error", "Something went wrong on the server; it has been logged.")
+
+
+def _rollback() -> None:
+    from promptyard.db import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the response matters more than a session that is already broken
+        log.exception("rollback after a refused request failed")

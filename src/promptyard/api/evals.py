@@ -10,7 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from promptyard.api.auth import require_role
-from promptyard.api.bodies import Body
+from promptyard.api.bodies import Body, DbCount, DbId
 from promptyard.evals import datasets, runs
 
 api = APIBlueprint(
@@ -24,16 +24,16 @@ class EvalCreate(Body):
     )
     model: str = Field(min_length=1, max_length=100, description="A registered model name.")
     prompt: str | None = Field(None, max_length=100, description="Library prompt that wraps each task.")
-    version: int | None = Field(None, ge=1)
+    version: DbId | None = None
     label: str | None = Field(None, max_length=100)
     n: int = Field(1, ge=1, le=1000, description="Completions per task.")
-    k: list[int] = Field(default_factory=lambda: [1], min_length=1, description="pass@k values to report.")
+    k: list[DbId] = Field(default_factory=lambda: [1], min_length=1, description="pass@k values to report.")
     params: dict = Field(
         default_factory=dict,
         description="Generation parameters for every sample (temperature, top_p, max_new_tokens, seed, stop...). "
         "A temperature above 0 turns sampling on; n > 1 with greedy decoding is refused (422 greedy_with_n).",
     )
-    limit: int | None = Field(None, ge=1, description="Only the first N tasks.")
+    limit: DbId | None = Field(None, description="Only the first N tasks.")
     mode: Literal["completion", "chat"] = "completion"
     timeout: float = Field(3.0, gt=0, le=60, description="Seconds per sample in the sandbox.")
 
@@ -53,12 +53,12 @@ class RunPath(BaseModel):
 
 class Page(BaseModel):
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: DbCount = 0
 
 
 class CompareQuery(BaseModel):
-    a: int
-    b: int
+    a: DbId
+    b: DbId
 
 
 @api.post("", responses={202: None})

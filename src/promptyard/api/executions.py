@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, Literal, Union
 
 from flask import Response, stream_with_context
@@ -11,7 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api.auth import require_role
-from promptyard.api.bodies import Body
+from promptyard.api.bodies import Body, DbCount, DbId, UtcDateTime
 from promptyard.api.sse import event_stream_response
 from promptyard.execution import analytics as analytics_service
 from promptyard.execution import feedback as feedback_service
@@ -38,7 +37,7 @@ class ChatMessage(Body):
 class ExecutionCreate(Body):
     model: str = Field(description="A registered model's name.")
     prompt: str | None = Field(None, description="A library prompt to run (else give `input`).")
-    version: int | None = Field(None, ge=1, description="Prompt version number (default: latest).")
+    version: DbId | None = Field(None, description="Prompt version number (default: latest).")
     label: str | None = Field(None, description="Prompt label, e.g. production.")
     experiment: str | None = Field(None, description="An A/B experiment; with `subject`, its sticky arm.")
     subject: str | None = Field(None, max_length=255, description="Who the experiment assigns an arm to.")
@@ -54,11 +53,11 @@ class ExecutionCreate(Body):
 class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prompt: str | None = None
-    version: int | None = Field(None, ge=1)
+    version: DbId | None = None
     model: str | None = None
     status: Literal["running", "succeeded", "failed", "cancelled"] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: UtcDateTime | None = None
+    until: UtcDateTime | None = None
     cache_hit: bool | None = None
 
     def filters(self) -> history.HistoryFilters:
@@ -69,7 +68,7 @@ class HistoryQuery(BaseModel):
 
 class ListQuery(HistoryQuery):
     limit: int = Field(50, ge=1, le=history.MAX_LIMIT)
-    offset: int = Field(0, ge=0)
+    offset: DbCount = 0
 
 
 class ExportQuery(HistoryQuery):

@@ -7,7 +7,7 @@ from typing import Literal
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptyard.api.bodies import Body
+from promptyard.api.bodies import Body, DbCount, DbId
 from promptyard.prompts import experiments
 
 api = APIBlueprint(
@@ -22,8 +22,9 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 
 class ArmBody(Body):
-    version: int = Field(ge=1, description="A version number of the experiment's prompt.")
-    weight: float = Field(1.0, description="Relative share of subjects (not negative; weights may not all be 0).")
+    version: DbId = Field(description="A version number of the experiment's prompt.")
+    weight: float = Field(1.0, ge=0, le=experiments.MAX_WEIGHT,
+                          description="Relative share of subjects, 0 to 1e6 (weights may not all be 0).")
 
 
 class ExperimentCreate(Body):
@@ -44,10 +45,14 @@ class ExperimentListQuery(BaseModel):
     prompt: str | None = None
     status: Literal["running", "stopped"] | None = None
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: DbCount = 0
 
 
 class AssignQuery(BaseModel):
+    subject: str = Field(min_length=1, max_length=255, description="Who is assigned: a user, session or request id.")
+
+
+class AssignBody(Body):
     subject: str = Field(min_length=1, max_length=255, description="Who is assigned: a user, session or request id.")
 
 
@@ -87,9 +92,16 @@ def stop_experiment(path: ExperimentPath):
 
 
 @api.get("/<name>/assign")
-def assign(path: ExperimentPath, query: AssignQuery):
-    """The version this subject sees; the same subject always gets the same arm."""
-    return {"version": experiments.assign(path.name, query.subject)}
+def peek_assignment(path: ExperimentPath, query: AssignQuery):
+    """The version this subject sees (or would see once assigned); read-only, so a viewer may ask."""
+    return {"version": experiments.peek(path.name, query.subject)}
+
+
+@api.post("/<name>/assign")
+def assign(path: ExperimentPath, body: AssignBody):
+    """Assign the subject its arm and record it (counted in the results); the same subject always gets the same
+    arm, which is the one GET answers."""
+    return {"version": experiments.assign(path.name, body.subject)}
 
 
 @api.get("/<name>/results")

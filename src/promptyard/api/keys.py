@@ -41,7 +41,7 @@ def list_keys():
     return {"items": items, "total": len(items)}
 
 
-@api.delete("/<int:key_id>")
+@api.delete("/<int:key_id>", responses={204: None})
 @require_role("admin")
 def delete_key(path: KeyPath):
     """Revoke a key; it stops working at once."""

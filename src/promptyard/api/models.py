@@ -8,7 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, NonNegativeFloat
 
 from promptyard.api.auth import require_role
-from promptyard.api.bodies import Body
+from promptyard.api.bodies import Body, DbCount
 from promptyard.models import pulls, service
 from promptyard.plugins.registry import get_registry
 
@@ -42,7 +42,7 @@ class ModelPath(BaseModel):
 
 class ListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: DbCount = 0
 
 
 @api.get("/plugins")

@@ -9,7 +9,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptyard.api.auth import current_caller
-from promptyard.api.bodies import Body
+from promptyard.api.bodies import Body, DbCount, DbId
+from promptyard.api.guards import check_json_value
 from promptyard.errors import Unprocessable
 from promptyard.prompts import labels, library, transfer, versions
 from promptyard.prompts.templates import render_version
@@ -56,12 +57,12 @@ class VersionCreate(Body):
 
 
 class LabelSet(Body):
-    version: int = Field(ge=1)
+    version: DbId
 
 
 class RenderBody(Body):
     variables: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(None, ge=1)
+    version: DbId | None = None
     label: str | None = None
 
 
@@ -70,18 +71,18 @@ class ListQuery(BaseModel):
     tag: str | None = None
     archived: bool = Field(False, description="Include archived prompts.")
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: DbCount = 0
 
 
 class PageQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: DbCount = 0
 
 
 class DiffQuery(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
-    from_: int | None = Field(None, alias="from", ge=1, description="Older version (default: the one before `to`).")
-    to: int | None = Field(None, ge=1, description="Newer version (default: the latest).")
+    from_: DbId | None = Field(None, alias="from", description="Older version (default: the one before `to`).")
+    to: DbId | None = Field(None, description="Newer version (default: the latest).")
 
 
 class ExportQuery(BaseModel):
@@ -151,6 +152,7 @@ def import_library():
     """Import an export (JSON or YAML by Content-Type); all or nothing."""
     fmt = "yaml" if request.mimetype in YAML_TYPES else "json"
     document = transfer.load(request.get_data(), fmt)
+    check_json_value(document)  # the body is parsed here, not by get_json(), so the request guard's check is run here
     return transfer.import_library(document, actor=_author())
 
 
@@ -174,7 +176,7 @@ def archive_prompt(path: PromptPath):
     return "", 204
 
 
-@api.post("/<name>/versions", responses={201: None})
+@api.post("/<name>/versions", responses={201: None, 200: None})
 def add_version(path: PromptPath, body: VersionCreate):
     """Add a version; identical content to the latest returns that version with 200."""
     row, created = versions.add_version(

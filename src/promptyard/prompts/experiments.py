@@ -24,6 +24,9 @@ from promptyard.prompts.library import get_version
 from promptyard.prompts.experiment_stats import compare_ratings, compare_rates
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+# Weights are relative shares: a million to one is as uneven as a split gets, and sums of such weights stay exact
+# (1e308 + 1e308 overflowed to inf and sent every subject to the last arm).
+MAX_WEIGHT = 1_000_000.0
 METRICS = ("success_rate", "mean_rating")
 
 
@@ -97,8 +100,9 @@ def _check_arm_shape(arms: list[dict[str, Any]]) -> None:
             details={"versions": duplicates},
         )
     weights = [arm["weight"] for arm in arms]
-    if any(not math.isfinite(w) or w < 0 for w in weights):
-        raise Unprocessable("Arm weights must be finite and not negative.", code="invalid_weight")
+    if any(not math.isfinite(w) or w < 0 or w > MAX_WEIGHT for w in weights):
+        raise Unprocessable(f"Arm weights must be numbers from 0 to {MAX_WEIGHT:g}.", code="invalid_weight",
+                            details={"max_weight": MAX_WEIGHT})
     if sum(weights) <= 0:
         raise Unprocessable("Arm weights must not sum to zero.", code="invalid_weight")
 
@@ -163,20 +167,39 @@ def pick_arm(arms: list[ExperimentArm], point: float) -> ExperimentArm:
     return next(arm for arm in reversed(arms) if arm.weight > 0)
 
 
-def assign_arm(name: str, subject: str) -> ExperimentArm:
-    """The subject's arm: recorded on first sight, the same one on every later call."""
+def _check_subject(subject: str) -> None:
     if not isinstance(subject, str) or not subject.strip() or len(subject) > 255:
         raise Unprocessable("subject must be a non-empty string of at most 255 characters.", code="invalid_subject")
+
+
+def peek_arm(name: str, subject: str) -> ExperimentArm:
+    """The subject's arm without recording it: the recorded one, else the one assign_arm would record."""
+    _check_subject(subject)
     experiment = get_experiment(name)
     existing = _recorded_arm(experiment.id, subject)
     if existing is not None:
         return existing
+    _check_running(experiment)
+    return pick_arm(list(experiment.arms), bucket(experiment.name, subject))
+
+
+def _check_running(experiment: Experiment) -> None:
     if experiment.status != "running":
         raise Conflict(
-            f"Experiment '{name}' is stopped and takes no new subjects.",
+            f"Experiment '{experiment.name}' is stopped and takes no new subjects.",
             code="experiment_stopped",
-            details={"name": name},
+            details={"name": experiment.name},
         )
+
+
+def assign_arm(name: str, subject: str) -> ExperimentArm:
+    """The subject's arm: recorded on first sight, the same one on every later call."""
+    _check_subject(subject)
+    experiment = get_experiment(name)
+    existing = _recorded_arm(experiment.id, subject)
+    if existing is not None:
+        return existing
+    _check_running(experiment)
     arm = pick_arm(list(experiment.arms), bucket(experiment.name, subject))
     try:
         with db.session.begin_nested():
@@ -190,8 +213,13 @@ def assign_arm(name: str, subject: str) -> ExperimentArm:
 
 
 def assign(name: str, subject: str) -> int:
-    """The version number the subject sees in experiment `name`."""
+    """The version number the subject sees in experiment `name`, recorded."""
     return assign_arm(name, subject).version.number
+
+
+def peek(name: str, subject: str) -> int:
+    """The version number the subject sees (or would see) in experiment `name`; writes nothing."""
+    return peek_arm(name, subject).version.number
 
 
 def _recorded_arm(experiment_id: int, subject: str) -> ExperimentArm | None:

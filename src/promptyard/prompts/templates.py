@@ -180,7 +180,29 @@ def validate_template(template: str, declared: list[dict[str, Any]] | None) -> l
             code="invalid_template",
             details={"line": line, "reason": f"private attribute '{attr}'"},
         )
-    return normalize_variables(declared, template)
+    variables = normalize_variables(declared, template)
+    _refuse_if_always_over_budget(template, variables)
+    return variables
+
+
+# What a save-time trial render reports: budgets a template goes over whatever its variables hold.
+_BUDGET_CODES = ("render_time_budget", "render_memory_budget", "render_too_large")
+
+
+def _refuse_if_always_over_budget(template: str, variables: list[dict[str, Any]]) -> None:
+    """Render once with each variable's default (or its type's empty value): a template that goes over a budget
+    even then (a runaway macro, `'a'|center(10**9)`) is refused when it is saved, not on every later render.
+    Other failures of the trial are not the saver's concern here: real values may well render."""
+    context = {v["name"]: v["default"] if v.get("default") is not None else EMPTY_VALUES[v["type"]] for v in variables}
+    try:
+        reply = _render_budgeted(template, context)
+    except TemplateError as exc:
+        if exc.code in _BUDGET_CODES:
+            raise
+        return
+    error = reply.get("error") or {}
+    if error.get("code") in _BUDGET_CODES:
+        raise TemplateError(error["message"], code=error["code"], details=error.get("details") or {})
 
 
 def build_context(declared: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
@@ -215,23 +237,61 @@ def build_context(declared: list[dict[str, Any]], values: dict[str, Any]) -> dic
 
 
 def render(template: str, declared: list[dict[str, Any]], values: dict[str, Any]) -> str:
-    """Render a template with checked variables; raises only TemplateError (or VariableError)."""
-    context = build_context(declared, values)
+    """Render a template with checked variables in a render worker, within the time and memory budgets; raises
+    only TemplateError (or VariableError)."""
+    reply = _render_budgeted(template, build_context(declared, values))
+    if "error" in reply:
+        error = reply["error"]
+        raise TemplateError(error["message"], code=error["code"], details=error.get("details") or {})
+    return reply["text"]
+
+
+def _render_budgeted(template: str, context: dict[str, Any]) -> dict[str, Any]:
+    from promptyard.prompts import render_pool
+
     try:
-        text = _render_capped(ENV.from_string(template), context)
-    except TemplateError:
+        return render_pool.POOL.render(template, context)
+    except render_pool.RenderBudgetExceeded as exc:
+        raise budget_error(exc.budget) from None
+
+
+def budget_error(budget: str) -> TemplateError:
+    """The 422 for a render that went over its time or memory budget."""
+    from promptyard.prompts import render_pool
+
+    if budget == "time":
+        limit = render_pool.RENDER_TIME_BUDGET_S
+        return TemplateError(
+            f"The template took longer than its time budget of {limit:g} s to render and was stopped.",
+            code="render_time_budget", details={"budget": "time", "limit_s": limit},
+        )
+    limit = render_pool.RENDER_MEMORY_BUDGET_BYTES
+    return TemplateError(
+        f"The template needed more than its memory budget of {limit // (1024 * 1024)} MiB to render and was stopped.",
+        code="render_memory_budget", details={"budget": "memory", "limit_bytes": limit},
+    )
+
+
+def render_in_sandbox(template: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Render in this process (a render worker's): {"text"} or {"error": {code, message, details}}.
+
+    MemoryError is left to the caller, the worker, which answers and exits."""
+    try:
+        return {"text": _render_capped(ENV.from_string(template), context)}
+    except MemoryError:
         raise
+    except TemplateError as exc:
+        return exc.to_dict()
     except jinja2.TemplateSyntaxError as exc:
-        raise _syntax_error(exc) from None
+        return _syntax_error(exc).to_dict()
     except SecurityError as exc:
-        raise TemplateError(f"The template tried something unsafe: {exc}.", code="template_unsafe") from None
+        return TemplateError(f"The template tried something unsafe: {exc}.", code="template_unsafe").to_dict()
     except Exception as exc:  # noqa: BLE001 - any failure inside user template code is the template's fault
-        raise TemplateError(
+        return TemplateError(
             f"The template failed while rendering: {exc.__class__.__name__}: {exc}",
             code="render_failed",
             details={"reason": str(exc)[:500]},
-        ) from None
-    return text
+        ).to_dict()
 
 
 def _render_capped(compiled: jinja2.Template, context: dict[str, Any]) -> str:
@@ -241,7 +301,8 @@ def _render_capped(compiled: jinja2.Template, context: dict[str, Any]) -> str:
         size += len(chunk)
         if size > MAX_OUTPUT_CHARS:
             raise TemplateError(
-                f"The rendered text is longer than {MAX_OUTPUT_CHARS} characters.", code="render_too_large"
+                f"The rendered text is longer than its budget of {MAX_OUTPUT_CHARS} characters.",
+                code="render_too_large", details={"budget": "output", "limit_chars": MAX_OUTPUT_CHARS},
             )
         chunks.append(chunk)
     return "".join(chunks)
