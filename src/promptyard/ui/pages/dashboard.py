@@ -28,15 +28,31 @@ if not groups:
     st.stop()
 
 frame = pd.json_normalize(groups)
-group_column = next((c for c in (group_by, *GROUP_KEYS) if c in frame.columns), frame.columns[0])
-frame[group_column] = frame[group_column].astype(str)
-numeric = [c for c in frame.columns if c != group_column and pd.api.types.is_numeric_dtype(frame[c])]
+LABEL_COLUMNS = {"prompt", "version", "model", "day", *GROUP_KEYS}
+
+
+def version_label(row: pd.Series) -> str:
+    """A version group named by its prompt: versions of different prompts never share a bar."""
+    prompt, version = row.get("prompt"), row.get("version")
+    if prompt is None or (isinstance(prompt, float) and pd.isna(prompt)):
+        return "raw input"
+    return f"{prompt} v{int(version)}" if version is not None and not pd.isna(version) else str(prompt)
+
+
+if group_by == "version":
+    group_column = "group"
+    frame.insert(0, group_column, frame.apply(version_label, axis=1))
+else:
+    group_column = next((c for c in (group_by, *GROUP_KEYS) if c in frame.columns), frame.columns[0])
+    frame[group_column] = frame[group_column].astype(str)
+numeric = [c for c in frame.columns if c not in LABEL_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])]
 
 
 def chart(column: str) -> alt.Chart:
     """One metric per group: a line over days, bars otherwise."""
     base = alt.Chart(frame).encode(
-        x=alt.X(f"{group_column}:{'T' if group_by == 'day' else 'N'}", title=group_by),
+        x=alt.X(f"{group_column}:{'T' if group_by == 'day' else 'N'}", title=group_by,
+                sort=None),  # the API's order (by prompt, then version number), not alphabetical
         y=alt.Y(f"{column}:Q", title=column.replace("_", " ")),
         tooltip=[group_column, column],
     )
