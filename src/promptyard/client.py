@@ -296,6 +296,16 @@ class PromptyardClient:
                            "params": params, "pricing": pricing, **extra})
         return self._json("POST", "/api/v1/models", json_body=body)
 
+    def update_model(self, name: str, **changes: Any) -> dict:
+        """Fix a model (admin): any of source, revision, quantization, params, pricing, options, description.
+
+        Only the keyword arguments given change; `quantization=None` or `revision=None` clears them."""
+        return self._json("PATCH", f"/api/v1/models/{name}", json_body=changes)
+
+    def remove_model(self, name: str, *, archive: bool = False) -> dict:
+        """Delete a model (admin); one that executions name is refused (409) unless `archive=True`."""
+        return self._json("DELETE", f"/api/v1/models/{name}", params={"archive": "true"} if archive else None)
+
     def load_model(self, name: str) -> dict:
         """Load a model into memory; returns it with its new status."""
         return self._json("POST", f"/api/v1/models/{name}/load")
