@@ -103,3 +103,28 @@ def test_compare_two_versions_side_by_side(open_page, greet):
     next(t for t in at.text_input if t.key == "cmp::ver_b").input("v7x")
     button(at, "Run both").click().run()
     assert "is not a version choice" in texts(at)
+
+
+def test_the_model_defaults_to_the_versions_model_else_one_that_can_run(open_page, api, echo_model, live_api):
+    """A fresh install has presets without weights: the first Run must not pick one of them."""
+    from promptyard.models.service import install_plugin
+    from promptyard.plugins.function import FunctionPlugin
+
+    api.register_model("aaa-not-downloaded", "transformers", "nobody/not-downloaded-anywhere")
+    with live_api[0].app_context():
+        install_plugin("zz-other", FunctionPlugin(lambda prompt, params: "other"))
+    api.create_prompt("plain", "Say {{ who }}")
+    api.create_prompt("pinned", "Hi {{ who }}", params={"model": "zz-other"})
+    at = open_page("workbench", prompt="plain")
+    picker = next(s for s in at.selectbox if s.key == "run::model")
+    assert picker.value == "echo"  # the first available one, not the alphabetically first
+    assert "aaa-not-downloaded (not downloaded)" in picker.options
+    next(t for t in at.text_area if t.label == "who").input("Ada").run()
+    button(at, "Run").click().run()
+    assert_no_crash(at)
+    assert at.session_state["last_execution"]["model"] == "echo"
+
+    next(s for s in at.selectbox if s.key == "run::prompt").set_value("pinned").run()
+    assert next(s for s in at.selectbox if s.key == "run::model").value == "zz-other"  # the version's own model
+    next(s for s in at.selectbox if s.key == "run::model").set_value("aaa-not-downloaded").run()
+    assert "not downloaded" in texts(at) and "Models page" in texts(at)

@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from promptyard.client import PromptyardAPIError, PromptyardConnectionError
-from promptyard.ui.common import act, client, flash, model_names, prompt_names, show_api_error, \
+from promptyard.ui.common import act, client, flash, items, load, prompt_names, show_api_error, \
     show_connection_error, show_flash
 from promptyard.ui.common import section
 from promptyard.ui.forms import describe_target, missing_required, params_inputs, resolved_version, run_metrics, target_fields, \
@@ -19,10 +19,43 @@ st.title("Workbench")
 show_flash()
 api = client(timeout=300.0)
 
-models = model_names(api)
+registered = items(load(api.list_models))
+models = [m["name"] for m in registered]
 if not models:
     st.info("No model is registered yet: register one on the Models page, then come back to run prompts.")
     st.stop()
+STATUS_OF = {m["name"]: m.get("status") for m in registered}
+READY = ("available", "loaded")
+UNREADY_NOTE = {"not_downloaded": "not downloaded", "error": "unavailable"}
+
+
+def model_label(name: str) -> str:
+    """A model with a note when it cannot run as it is (weights missing, server down)."""
+    note = UNREADY_NOTE.get(STATUS_OF.get(name) or "")
+    return f"{name} ({note})" if note else name
+
+
+def default_model(wanted: str | None) -> str:
+    """The prompt version's own `model` param when registered, else the first model that can run now."""
+    if wanted in models:
+        return wanted
+    return next((m for m in models if STATUS_OF.get(m) in READY), models[0])
+
+
+def model_picker(label: str, key: str, source_key: str, offset: int = 0) -> str:
+    """A model select that defaults to the version's model (or a ready one), re-defaulted when the version changes."""
+    wanted = st.session_state.get(f"{source_key}::version_model")
+    target = st.session_state.get(f"{source_key}::version_id")
+    if st.session_state.get(f"{key}::default_for") != (target, wanted) or st.session_state.get(key) not in models:
+        st.session_state[f"{key}::default_for"] = (target, wanted)
+        first = default_model(wanted)
+        st.session_state[key] = first if offset == 0 else next(
+            (m for m in models if m != first and STATUS_OF.get(m) in READY), first)
+    chosen = st.selectbox(label, models, key=key, format_func=model_label)
+    if STATUS_OF.get(chosen) not in READY:
+        st.caption(f"`{chosen}` is {UNREADY_NOTE.get(STATUS_OF.get(chosen) or '', STATUS_OF.get(chosen))}: "
+                   "see the Models page (pull its weights or fix it) before running it.")
+    return chosen
 
 
 def pick_source(key: str) -> dict | None:
@@ -31,6 +64,7 @@ def pick_source(key: str) -> dict | None:
     mode = st.radio("Input", ["Library prompt", "Raw input"], horizontal=True, key=f"{key}::mode",
                     index=0 if names else 1)
     if mode == "Raw input":
+        st.session_state[f"{key}::version_model"] = st.session_state[f"{key}::version_id"] = None
         text = st.text_area("Input text", key=f"{key}::raw", height=160, placeholder="def fibonacci(n):")
         return {"input": text} if text.strip() else None
     if not names:
@@ -42,6 +76,8 @@ def pick_source(key: str) -> dict | None:
     option = st.selectbox("Version", options, format_func=lambda o: describe_target(o, prompt), key=f"{key}::target")
     version = resolved_version(api, name, option, prompt)
     st.session_state[f"{key}::defaults"] = version.get("params") or {}
+    st.session_state[f"{key}::version_model"] = (version.get("params") or {}).get("model")
+    st.session_state[f"{key}::version_id"] = (name, version.get("version"))
     declared = version.get("variables") or []
     variables = {}
     if declared:
@@ -87,7 +123,7 @@ shown = section(["Run", "Compare side by side"], "bench_section")
 
 if shown == "Run":
     fields = pick_source("run")
-    model = st.selectbox("Model", models, key="run::model")
+    model = model_picker("Model", "run::model", "run")
     with st.expander("Parameters", expanded=False):
         params = params_inputs("run", st.session_state.get("run::defaults"))
         cache = st.checkbox("Use the response cache", value=True, key="run::cache")
@@ -111,10 +147,10 @@ if shown == "Compare side by side":
     fields = pick_source("cmp")
     left, right = st.columns(2)
     with left:
-        model_a = st.selectbox("Model A", models, key="cmp::model_a")
+        model_a = model_picker("Model A", "cmp::model_a", "cmp")
         option_a = st.text_input("Version A (blank: as chosen above; `label:production` or `v2`)", key="cmp::ver_a")
     with right:
-        model_b = st.selectbox("Model B", models, index=min(1, len(models) - 1), key="cmp::model_b")
+        model_b = model_picker("Model B", "cmp::model_b", "cmp", offset=1)
         option_b = st.text_input("Version B (blank: as chosen above)", key="cmp::ver_b")
     with st.expander("Parameters", expanded=False):
         params_cmp = params_inputs("cmp", st.session_state.get("cmp::defaults"))
