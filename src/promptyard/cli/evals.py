@@ -89,12 +89,78 @@ def run_(dataset_name, model, prompt, n, ks, limit, mode, dataset_path, no_progr
         dataset_path=dataset_path, submit=False,
     )
     click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
-    if no_progress:
-        result = runs.execute_run(row.id, per_task=True)
-    else:
-        with PhaseBars() as bars:
-            result = runs.execute_run(row.id, on_progress=bars, per_task=True)
+    _run_to_the_end(row.id, no_progress)
+
+
+@command.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@with_appcontext
+def resume(run_id: int, no_progress: bool) -> None:
+    """Go on with a stopped run RUN_ID (Ctrl-C, a server stopped): only what is missing is generated and run."""
+    from promptyard.evals import runs
+
+    row = runs.get_run(run_id)
+    if row.status in ("succeeded", "failed"):
+        raise Unprocessable(f"Evaluation run {run_id} has {row.status}; there is nothing to resume.",
+                            code="run_finished")
+    click.echo(f"Resuming evaluation run {run_id}.", err=True)
+    _run_to_the_end(run_id, no_progress)
+
+
+def _run_to_the_end(run_id: int, no_progress: bool) -> None:
+    """Execute the run here, printing it as JSON; Ctrl-C stops it within seconds and leaves it resumable."""
+    from promptyard.evals import runs, stopping
+
+    stopping.clear()
+    with StopOnInterrupt(run_id):
+        if no_progress:
+            result = runs.execute_run(run_id, per_task=True)
+        else:
+            with PhaseBars() as bars:
+                result = runs.execute_run(run_id, on_progress=bars, per_task=True)
     click.echo(json.dumps(result, indent=2))
+
+
+class StopOnInterrupt:
+    """Ctrl-C (or SIGTERM) while a run executes here: the first interrupts what it waits on (a generation, a model
+    load) and ends the command with a line saying how to resume; a second one ends it at once. Never a traceback;
+    exit status 130 like any interrupted command."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.previous: dict = {}
+        self.interrupted = False
+
+    def _handle(self, signum, frame) -> None:
+        from promptyard.evals import stopping
+
+        if self.interrupted:
+            click.echo("Stopped.", err=True)
+            raise SystemExit(130)
+        self.interrupted = True
+        stopping.request_stop()
+        click.echo(f"\nStopping evaluation run {self.run_id}; it stays resumable "
+                   f"(promptyard eval resume {self.run_id}). Press Ctrl-C again to quit at once.", err=True)
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> StopOnInterrupt:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        if kind is KeyboardInterrupt:
+            click.echo(f"Evaluation run {self.run_id} stopped: resume it with 'promptyard eval resume "
+                       f"{self.run_id}' (a server started with 'promptyard up' resumes it too).", err=True)
+            raise SystemExit(130)
+        return False
 
 
 class PhaseBars:

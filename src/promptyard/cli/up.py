@@ -45,6 +45,9 @@ def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int) -
     except KeyboardInterrupt:
         click.echo("promptyard stopped.")
     finally:
+        from promptyard.evals import stopping
+
+        stopping.request_stop(app)  # evaluation runs in the job threads stop at their next sample, resumable
         signal.signal(signal.SIGTERM, previous)
         server.close()
         if ui is not None:

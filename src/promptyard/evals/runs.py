@@ -13,7 +13,7 @@ from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
 from promptyard.db.models import PromptVersion
 from promptyard.errors import NotFound, Unprocessable
-from promptyard.evals import passk, prompting
+from promptyard.evals import passk, prompting, stopping
 from promptyard.evals.datasets import Dataset, Task, load_dataset
 from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
@@ -179,9 +179,20 @@ def execute_run(run_id: int, on_progress: Progress = _quiet, *, per_task: bool =
         _generate_missing(run, tasks, on_progress)
         _execute_unscored(run, dataset, on_progress)
         _finish(run)
-    except Exception as exc:  # noqa: BLE001 - a failed run records why instead of vanishing
+    except BaseException as exc:  # noqa: BLE001 - a failed run records why instead of vanishing
         db.session.rollback()
         run = get_run(run_id)
+        if stopping.caused_by_shutdown(exc):
+            # Stopped by this process's own shutdown (Ctrl-C, a server stopping, a model load cut short by it):
+            # queued again, with what it generated and executed kept, for `eval resume` or the next start.
+            run.status, run.error = "queued", None
+            db.session.commit()
+            log.info("evaluation run %s stopped with the process; it stays resumable", run_id)
+            if not isinstance(exc, Exception):
+                raise
+            return run_to_dict(run, per_task=per_task)
+        if not isinstance(exc, Exception):
+            raise
         run.status, run.error, run.finished_at = "failed", f"{exc.__class__.__name__}: {exc}", utcnow()
         db.session.commit()
         log.exception("evaluation run %s failed", run_id)
@@ -197,6 +208,7 @@ def _generate_missing(run: EvalRun, tasks: list[Task], on_progress: Progress) ->
         for index in range(run.n):
             if (task.task_id, index) in have:
                 continue  # generated before a crash or restart: never redone
+            stopping.check()
             raw, execution_id = generate(run, task, index)
             db.session.add(EvalSample(
                 run_id=run.id, task_id=task.task_id, sample_index=index, execution_id=execution_id,
@@ -226,6 +238,7 @@ def _execute_unscored(run: EvalRun, dataset: Dataset, on_progress: Progress) -> 
             run.isolation = _merge_isolation(run.isolation or {}, isolation_summary([result]))
             db.session.commit()
             on_progress("executing", run.progress_done, run.progress_total)
+            stopping.check()
 
 
 def _merge_isolation(summary: dict, more: dict) -> dict:
