@@ -6,11 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from promptyard.ui.common import sidebar
+from promptyard.ui.common import favicon, sidebar
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="promptyard", page_icon=":material/yard:", layout="wide")
+# An image, not ":material/...": Streamlit fetches a material favicon from fonts.gstatic.com, and the UI must not
+# reach the network.
+st.set_page_config(page_title="promptyard", page_icon=favicon(), layout="wide")
 
 sidebar()
 navigation = st.navigation(
