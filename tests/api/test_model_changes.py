@@ -135,3 +135,12 @@ def unreachable_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_the_not_downloaded_error_names_the_model_to_pull(client):
+    client.post("/api/v1/models", json={"name": "ghost", "plugin": "transformers",
+                                        "source": "nobody/not-downloaded-anywhere"})
+    response = client.post("/api/v1/models/ghost/load")
+    assert response.status_code == 503
+    message = response.get_json()["error"]["message"]
+    assert "`promptyard models pull ghost`" in message and "<model>" not in message

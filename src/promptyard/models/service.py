@@ -153,7 +153,11 @@ def get_plugin(name: str, spec: dict[str, Any] | None = None) -> LLMPlugin:
 
     try:
         return get_manager().get(name, build)
-    except PromptyardError:
+    except PromptyardError as exc:
+        if exc.code == "model_not_downloaded":  # the plugin does not know the name it is registered under
+            from promptyard.plugins.hf_files import missing_weights_error
+
+            raise missing_weights_error(spec["source"], name) from exc
         raise
     except Exception as exc:  # noqa: BLE001 - a backend failing to load is the backend's problem, not a 500
         raise Unavailable(
