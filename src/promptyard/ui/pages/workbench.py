@@ -10,8 +10,8 @@ from promptyard.client import PromptyardAPIError, PromptyardConnectionError
 from promptyard.ui.common import act, client, flash, items, load, prompt_names, show_api_error, \
     show_connection_error, show_flash
 from promptyard.ui.common import section
-from promptyard.ui.forms import describe_target, missing_required, params_inputs, resolved_version, run_metrics, target_fields, \
-    target_options, variable_inputs
+from promptyard.ui.forms import describe_target, missing_required, params_inputs, rating_form, resolved_version, \
+    run_metrics, target_fields, target_options, variable_inputs
 
 VERSION_CHOICE = re.compile(r"v\d+|label:[\w.-]+")
 
@@ -106,17 +106,9 @@ def stream_run(fields: dict, model: str, params: dict, cache: bool) -> None:
         st.session_state["last_execution"] = stream.execution
 
 
-def rating_form(execution: dict) -> None:
-    with st.form(f"rate_{execution['id']}"):
-        rating = st.radio("Rate this output", [1, 2, 3, 4, 5], index=None, horizontal=True,
-                          format_func=lambda r: "★" * r)
-        comment = st.text_input("Comment (optional)")
-        if st.form_submit_button("Submit rating"):
-            if rating is None:
-                st.error("Pick a rating from 1 to 5 stars first.")
-            elif act(api.feedback, execution["id"], rating, comment or None) is not None:
-                flash(f"Thanks: execution {execution['id']} rated {rating}/5.")
-                st.rerun()
+def thank(message: str) -> None:
+    flash(message)
+    st.rerun()
 
 
 shown = section(["Run", "Compare side by side"], "bench_section")
@@ -140,7 +132,7 @@ if shown == "Run":
                    + (f" v{last['version']}" if last.get("version") else "")
                    + f" · {last.get('model', '')} · {last.get('status', '')}")
         run_metrics(last)
-        rating_form(last)
+        rating_form(api, last, thank)
 
 if shown == "Compare side by side":
     st.caption("Run the same variables through two versions or two models and compare the outputs.")
