@@ -253,6 +253,10 @@ class PromptyardClient:
         """One experiment."""
         return self._json("GET", f"/api/v1/experiments/{name}")
 
+    def stop_experiment(self, name: str) -> dict:
+        """Stop an experiment: runs naming it get no arm any more; its results stay."""
+        return self._json("POST", f"/api/v1/experiments/{name}/stop")
+
     def assign(self, name: str, subject: str) -> dict:
         """The sticky arm of `subject` in the experiment: `{"version": n}`."""
         return self._json("GET", f"/api/v1/experiments/{name}/assign", params={"subject": subject})

@@ -128,3 +128,21 @@ def test_the_model_defaults_to_the_versions_model_else_one_that_can_run(open_pag
     assert next(s for s in at.selectbox if s.key == "run::model").value == "zz-other"  # the version's own model
     next(s for s in at.selectbox if s.key == "run::model").set_value("aaa-not-downloaded").run()
     assert "not downloaded" in texts(at) and "Models page" in texts(at)
+
+
+def test_runs_sent_into_an_experiment_get_the_subjects_arm(open_page, greet):
+    greet.create_experiment("greet-ab", "greet", [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}])
+    arm = greet.assign("greet-ab", "user-7")["version"]
+    at = open_page("workbench")
+    next(r for r in at.radio if r.key == "run::mode").set_value("Experiment").run()
+    assert next(s for s in at.selectbox if s.key == "run::experiment").value == "greet-ab"
+    next(t for t in at.text_input if t.key == "run::subject").input("user-7").run()
+    next(t for t in at.text_area if t.label == "who").input("Ada").run()
+    for _ in range(2):
+        button(at, "Run").click().run()
+        assert_no_crash(at)
+    runs = greet.list_executions()["items"]
+    assert len(runs) == 2 and {r["version"] for r in runs} == {arm}
+    assert all(r["experiment"] == "greet-ab" for r in runs)
+    results = greet.experiment_results("greet-ab")
+    assert sum(int(a.get("executions") or 0) for a in results["arms"]) == 2

@@ -8,7 +8,7 @@ import streamlit as st
 
 from promptyard.client import PromptyardAPIError, PromptyardConnectionError
 from promptyard.ui.common import act, client, flash, items, load, prompt_names, show_api_error, \
-    show_connection_error, show_flash
+    show_connection_error, show_flash, try_load
 from promptyard.ui.common import section
 from promptyard.ui.forms import describe_target, missing_required, params_inputs, rating_form, resolved_version, \
     run_metrics, target_fields, target_options, variable_inputs
@@ -61,8 +61,10 @@ def model_picker(label: str, key: str, source_key: str, offset: int = 0) -> str:
 def pick_source(key: str) -> dict | None:
     """Prompt and version (or raw input) plus variables: the execution fields, or None if not ready."""
     names = prompt_names(api)
-    mode = st.radio("Input", ["Library prompt", "Raw input"], horizontal=True, key=f"{key}::mode",
-                    index=0 if names else 1)
+    modes = ["Library prompt", "Raw input"] + (["Experiment"] if key == "run" else [])
+    mode = st.radio("Input", modes, horizontal=True, key=f"{key}::mode", index=0 if names else 1)
+    if mode == "Experiment":
+        return pick_experiment(key)
     if mode == "Raw input":
         st.session_state[f"{key}::version_model"] = st.session_state[f"{key}::version_id"] = None
         text = st.text_area("Input text", key=f"{key}::raw", height=160, placeholder="def fibonacci(n):")
@@ -88,6 +90,35 @@ def pick_source(key: str) -> dict | None:
             st.caption("Fill in " + ", ".join(f"`{m}`" for m in missing) + " to run.")
             return None
     return {"prompt": name, **target_fields(option), "variables": variables}
+
+
+def pick_experiment(key: str) -> dict | None:
+    """A running experiment and a subject: the experiment picks the version (the same one for a subject each time)."""
+    running = [e for e in items(try_load(api.list_experiments, limit=500, default={"items": []}))
+               if e.get("status") == "running"]
+    st.session_state[f"{key}::version_model"] = st.session_state[f"{key}::version_id"] = None
+    if not running:
+        st.info("No experiment is running: create one on the Experiments page.")
+        return None
+    by_name = {e["name"]: e for e in running}
+    cols = st.columns(2)
+    name = cols[0].selectbox("Experiment", list(by_name), key=f"{key}::experiment",
+                             format_func=lambda n: f"{n} ({by_name[n]['prompt']})")
+    subject = cols[1].text_input("Subject", key=f"{key}::subject", placeholder="user-42",
+                                 help="Who the run is for: a subject always gets the same arm. Blank: a random arm.")
+    experiment = by_name[name]
+    arm = (experiment.get("arms") or [{}])[0].get("version")
+    version = load(api.get_version, experiment["prompt"], arm) if arm else {}
+    declared = version.get("variables") or []
+    variables = {}
+    if declared:
+        st.markdown("**Variables**")
+        variables = variable_inputs(declared, key=f"{key}::exp::{experiment['prompt']}")
+        missing = missing_required(declared, variables)
+        if missing:
+            st.caption("Fill in " + ", ".join(f"`{m}`" for m in missing) + " to run.")
+            return None
+    return {"experiment": name, "subject": subject.strip() or None, "variables": variables}
 
 
 def stream_run(fields: dict, model: str, params: dict, cache: bool) -> None:
