@@ -46,3 +46,16 @@ def test_by_version_labels_each_group_by_prompt_and_version(open_page, api, echo
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     assert {spec["encoding"]["x"]["field"] for spec in specs} == {"group"}
     assert "version" not in {spec["encoding"]["y"]["field"] for spec in specs}  # the version number is no metric
+
+
+def test_cache_tiles_count_from_the_records_so_a_restart_keeps_them(open_page, api, echo_model, live_api):
+    for _ in range(3):
+        api.execute("echo", input="same words")
+    api.execute("echo", input="other words", cache=False)
+    # A restart: the cache's per-process counters start again from zero; the records stay.
+    cache = live_api[0].extensions["promptyard.execution.cache"]
+    with cache._lock:
+        cache._hits = cache._misses = 0
+    at = open_page("dashboard")
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Cache hits"], metrics["Cache misses"], metrics["Cache hit rate"]) == ("2", "2", "50.0 %")

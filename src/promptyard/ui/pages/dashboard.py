@@ -14,11 +14,16 @@ api = client()
 GROUP_KEYS = ("group", "key", "value", "name")
 
 stats = load(api.cache_stats)
+# Hits and misses from the execution records, which survive a restart (the cache's own counters are per process).
+everything = items(load(api.analytics, group_by="model"))
+executions = sum(int(g.get("count") or 0) for g in everything)
+hits = round(sum((g.get("cache_hit_rate") or 0) * int(g.get("count") or 0) for g in everything))
 cols = st.columns(4)
 cols[0].metric("Cache entries", fmt(stats.get("entries")))
-cols[1].metric("Cache hits", fmt(stats.get("hits")))
-cols[2].metric("Cache misses", fmt(stats.get("misses")))
-cols[3].metric("Cache hit rate", fmt((stats.get("hit_rate") or 0) * 100, " %", 1))
+cols[1].metric("Cache hits", fmt(hits), help="Executions answered from the response cache.")
+cols[2].metric("Cache misses", fmt(executions - hits), help="Executions the model generated.")
+cols[3].metric("Cache hit rate", fmt(hits / executions * 100 if executions else 0.0, " %", 1),
+               help="Share of all recorded executions answered from the cache.")
 
 group_by = st.radio("Group by", ["day", "model", "prompt", "version"], horizontal=True,
                     format_func=lambda g: {"day": "over time (day)"}.get(g, f"by {g}"))
