@@ -82,7 +82,7 @@ def test_a_failing_model_reads_as_a_message(open_page, greet, live_api):
     at = open_page("workbench")
     next(r for r in at.radio if r.key == "run::mode").set_value("Raw input").run()
     next(t for t in at.text_area if t.key == "run::raw").input("hello").run()
-    next(s for s in at.selectbox if s.key == "run::model").set_value("broken")
+    next(s for s in at.selectbox if s.key.startswith("run::model::")).set_value("broken")
     button(at, "Run").click().run()
     assert_no_crash(at)
     assert at.error
@@ -116,7 +116,7 @@ def test_the_model_defaults_to_the_versions_model_else_one_that_can_run(open_pag
     api.create_prompt("plain", "Say {{ who }}")
     api.create_prompt("pinned", "Hi {{ who }}", params={"model": "zz-other"})
     at = open_page("workbench", prompt="plain")
-    picker = next(s for s in at.selectbox if s.key == "run::model")
+    picker = next(s for s in at.selectbox if s.key.startswith("run::model::"))
     assert picker.value == "echo"  # the first available one, not the alphabetically first
     assert "aaa-not-downloaded (not downloaded)" in picker.options
     next(t for t in at.text_area if t.label == "who").input("Ada").run()
@@ -125,8 +125,8 @@ def test_the_model_defaults_to_the_versions_model_else_one_that_can_run(open_pag
     assert at.session_state["last_execution"]["model"] == "echo"
 
     next(s for s in at.selectbox if s.key == "run::prompt").set_value("pinned").run()
-    assert next(s for s in at.selectbox if s.key == "run::model").value == "zz-other"  # the version's own model
-    next(s for s in at.selectbox if s.key == "run::model").set_value("aaa-not-downloaded").run()
+    assert next(s for s in at.selectbox if s.key.startswith("run::model::")).value == "zz-other"  # the version's own model
+    next(s for s in at.selectbox if s.key.startswith("run::model::")).set_value("aaa-not-downloaded").run()
     assert "not downloaded" in texts(at) and "Models page" in texts(at)
 
 

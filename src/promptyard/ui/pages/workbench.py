@@ -43,15 +43,14 @@ def default_model(wanted: str | None) -> str:
 
 
 def model_picker(label: str, key: str, source_key: str, offset: int = 0) -> str:
-    """A model select that defaults to the version's model (or a ready one), re-defaulted when the version changes."""
+    """A model select that defaults to the version's model (or a ready one). Its widget is keyed by the version, so
+    that choosing another version starts from that version's default, with no session state set behind its back."""
     wanted = st.session_state.get(f"{source_key}::version_model")
     target = st.session_state.get(f"{source_key}::version_id")
-    if st.session_state.get(f"{key}::default_for") != (target, wanted) or st.session_state.get(key) not in models:
-        st.session_state[f"{key}::default_for"] = (target, wanted)
-        first = default_model(wanted)
-        st.session_state[key] = first if offset == 0 else next(
-            (m for m in models if m != first and STATUS_OF.get(m) in READY), first)
-    chosen = st.selectbox(label, models, key=key, format_func=model_label)
+    first = default_model(wanted)
+    default = first if offset == 0 else next((m for m in models if m != first and STATUS_OF.get(m) in READY), first)
+    chosen = st.selectbox(label, models, index=models.index(default), key=f"{key}::{target}::{wanted}",
+                          format_func=model_label)
     if STATUS_OF.get(chosen) not in READY:
         st.caption(f"`{chosen}` is {UNREADY_NOTE.get(STATUS_OF.get(chosen) or '', STATUS_OF.get(chosen))}: "
                    "see the Models page (pull its weights or fix it) before running it.")
