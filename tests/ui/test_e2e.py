@@ -153,6 +153,14 @@ def test_first_session(server, page, openai_model_server):
     outside = []  # the UI must never reach the network: every request stays on this machine
     page.on("request", lambda request: outside.append(request.url)
             if re.match(r"(https?|wss?)://(?!127\.0\.0\.1|localhost)", request.url) else None)
+    # The very first page opened on a fresh server is a direct link: it shows the app's navigation, not
+    # Streamlit's list of the files in pages/.
+    page.goto(f"{ui_url}/history")
+    page.get_by_role("heading", name="Execution history").wait_for()
+    settle(page)
+    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Library" in nav and "Dashboard" in nav and "workbench" not in nav, nav
+
     page.goto(ui_url)
     page.get_by_role("heading", name="Prompt library").wait_for()
     page.get_by_role("heading", name="New prompt").wait_for()
@@ -278,13 +286,6 @@ def test_first_session(server, page, openai_model_server):
     axis = page.locator(".vega-embed").first.locator("svg text").all_text_contents()
     assert "complete-fn v2" in axis and "null" not in axis and "2.0" not in axis, axis
     snap(page, "dashboard")
-
-    # A direct link opens its page with the navigation, not Streamlit's file list.
-    page.goto(f"{ui_url}/history")
-    page.get_by_role("heading", name="Execution history").wait_for()
-    settle(page)
-    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
-    assert "Library" in nav and "Dashboard" in nav and "history.py" not in nav
 
     # With auth on, the API key entered once is kept across reloads for the browser session.
     key = api.create_key("admin", name="e2e")["key"]

@@ -75,7 +75,7 @@ def _bind(app, host: str, port: int, threads: int):
 
 def _start_ui(host: str, api_port: int, ui_port: int) -> subprocess.Popen | None:
     """Start the Streamlit UI next to the API, when the UI and streamlit are installed."""
-    entry = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    entry = Path(__file__).resolve().parent.parent / "ui" / "launch" / "app.py"  # see its docstring
     if not entry.exists() or importlib.util.find_spec("streamlit") is None:
         return None
     api_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
