@@ -13,8 +13,6 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from promptyard.server import create_server
-from promptyard.startup import prepare_database
 
 
 @click.command("up")
@@ -26,6 +24,8 @@ from promptyard.startup import prepare_database
 @with_appcontext
 def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int) -> None:
     """Migrate the database, seed the starter library and serve."""
+    from promptyard.startup import prepare_database
+
     app = current_app._get_current_object()
     app.config["PROMPTYARD_BIND_HOST"] = host
     # Bind first: a taken port fails fast with a clear message, before any migration runs.
@@ -64,6 +64,8 @@ def _interrupt(signum, frame) -> None:
 
 def _bind(app, host: str, port: int, threads: int):
     """A waitress server listening on host:port, or a one-line error when that address is taken."""
+    from promptyard.server import create_server
+
     try:
         return create_server(app, host=host, port=port, threads=threads)
     except OSError as exc:
