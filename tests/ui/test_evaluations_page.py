@@ -187,3 +187,18 @@ def test_a_failed_run_shows_where_it_stopped(open_page, api, live_api):
     assert bars(at) == ["Generated 0/2 samples", "Executed 0/2 samples"]
     assert any(box.value.startswith("The run failed:") for box in at.error)
     assert "Per task" not in texts(at) and "No samples recorded." in texts(at)
+
+
+def test_samples_in_task_order_and_a_verdict_that_reads(open_page, api, solver):
+    run_id = api.start_eval("humaneval", "solver", limit=11)["id"]
+    assert wait_finished(api, run_id)["status"] == "succeeded"
+    at = open_page("evaluations")
+    assert_no_crash(at)
+    samples = at.dataframe[2].value
+    tasks = list(samples["task"])
+    assert tasks.index("HumanEval/2") < tasks.index("HumanEval/10")  # by number, not as text
+    assert tasks == [f"HumanEval/{i}" for i in range(11)]
+    failing = next(i for i, s in enumerate(samples.itertuples()) if not s.passed)
+    next(s for s in at.selectbox if s.key == "sample_pick").set_value(failing).run()
+    verdict = next(w.value for w in at.warning if w.value.startswith("Verdict:"))
+    assert "(failed" not in verdict and not verdict.endswith(": )"), verdict
