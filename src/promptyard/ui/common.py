@@ -199,3 +199,14 @@ def section(options: list[str], key: str) -> str:
 def goto_section(key: str, option: str) -> None:
     """Open `option` of the section row `key` on the next run."""
     st.session_state[f"{key}::goto"] = option
+
+
+def remember_pages(pages: dict) -> None:
+    """The app's pages by file stem, for `open_page` (a path would resolve against the entry script's folder,
+    which differs between `promptyard up` and the tests)."""
+    st.session_state["_pages"] = pages
+
+
+def open_page(stem: str) -> None:
+    """Switch to the page whose file is `stem`.py."""
+    st.switch_page(st.session_state["_pages"][stem])
