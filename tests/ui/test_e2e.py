@@ -173,7 +173,9 @@ def test_first_session(server, page, openai_model_server):
     page.get_by_text("Created prompt 'complete-fn'").wait_for()
     assert api.get_prompt("complete-fn")["latest_version"]["version"] == 1
 
-    go(page, "Editor")
+    pick(page, "Prompt", "complete-fn")
+    page.get_by_role("button", name="Open in editor").click()  # a link between pages, from the real entry
+    settle(page)
     page.get_by_role("heading", name="Prompt editor").wait_for()
     page.get_by_role("textbox", name="Template", exact=True).fill(TEMPLATE_V2)
     # The version names its own model: the Workbench picks it without being told.
