@@ -395,10 +395,12 @@ class PromptyardClient:
 
     def start_eval(self, dataset: str, model: str, *, prompt: str | None = None, version: int | None = None,
                    label: str | None = None, n: int | None = None, k: list[int] | None = None,
-                   params: dict | None = None, limit: int | None = None) -> dict:
-        """Start an evaluation run (HumanEval, MBPP or a custom dataset); returns the queued run."""
+                   params: dict | None = None, limit: int | None = None, dataset_path: str | None = None) -> dict:
+        """Start an evaluation run (HumanEval, MBPP or a custom dataset); returns the queued run.
+
+        `dataset_path`: a JSONL copy of the dataset on the server (MBPP without the hub, say)."""
         body = _drop_none({"dataset": dataset, "model": model, "prompt": prompt, "version": version, "label": label,
-                           "n": n, "k": k, "params": params, "limit": limit})
+                           "n": n, "k": k, "params": params, "limit": limit, "dataset_path": dataset_path})
         return self._json("POST", "/api/v1/evals", json_body=body)
 
     def list_evals(self, limit: int = 50, offset: int = 0) -> dict:

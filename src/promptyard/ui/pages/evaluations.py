@@ -56,6 +56,10 @@ if shown == "Start a run":
             n = cols[1].number_input("Samples per task (n)", min_value=1, value=1)
             k_text = cols[2].text_input("k values", value="1", help="Comma-separated, each at most n.")
             limit = cols[3].number_input("First N tasks", min_value=0, value=10, help="0: every task")
+            local_copy = st.text_input(
+                "Local copy (optional)", placeholder="/data/mbpp_sanitized.jsonl",
+                help="A JSONL copy of the dataset on the server, for MBPP when the server cannot reach the "
+                     "Hugging Face hub. Or register the file once as a dataset and pick it above.")
             if st.form_submit_button("Start run", type="primary"):
                 try:
                     ks = [int(part) for part in k_text.split(",") if part.strip()]
@@ -66,7 +70,8 @@ if shown == "Start a run":
                 else:
                     started = act(api.start_eval, dataset, model,
                                   prompt=None if prompt == prompts[0] else prompt, version=int(version) or None,
-                                  n=int(n), k=ks, limit=int(limit) or None)
+                                  n=int(n), k=ks, limit=int(limit) or None,
+                                  dataset_path=local_copy.strip() or None)
                     if started:
                         st.session_state["eval_run"] = started["id"]
                         goto_section("eval_section", "Runs")
