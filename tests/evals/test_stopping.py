@@ -115,3 +115,18 @@ def test_a_real_failure_still_fails_the_run(app):
     app.config["PROMPTYARD_EVAL_GENERATE"] = broken
     result = runs.execute_run(run.id)
     assert result["status"] == "failed" and "no such file" in result["error"]
+
+
+def test_no_progress_also_hides_the_weights_loading_bar(app, cli, tiny_gpt2_dir):
+    """A real transformers model: loading it draws a bar unless --no-progress."""
+    from promptyard.models import service
+
+    app.config.pop("PROMPTYARD_EVAL_GENERATE")  # generate through the pipeline and the real model
+    for name in ("tiny-a", "tiny-b"):
+        service.register_model(name, "transformers", str(tiny_gpt2_dir), params={"max_new_tokens": 4})
+    shown = cli("eval", "run", "--dataset", "humaneval", "--model", "tiny-a", "--limit", "1")
+    assert shown.exit_code == 0, shown.output
+    assert "Loading weights" in shown.stderr
+    quiet = cli("eval", "run", "--dataset", "humaneval", "--model", "tiny-b", "--limit", "1", "--no-progress")
+    assert quiet.exit_code == 0, quiet.output
+    assert "Loading weights" not in quiet.stderr and "it/s]" not in quiet.stderr

@@ -115,11 +115,49 @@ def _run_to_the_end(run_id: int, no_progress: bool) -> None:
     stopping.clear()
     with StopOnInterrupt(run_id):
         if no_progress:
-            result = runs.execute_run(run_id, per_task=True)
+            with quiet_model_loading():
+                result = runs.execute_run(run_id, per_task=True)
         else:
             with PhaseBars() as bars:
                 result = runs.execute_run(run_id, on_progress=bars, per_task=True)
     click.echo(json.dumps(result, indent=2))
+
+
+class quiet_model_loading:  # noqa: N801 - used as a context manager, like contextlib's
+    """No progress bars from Hugging Face libraries while a model loads (--no-progress): the weights-loading bar of
+    transformers and the hub's download bars. Restored afterwards."""
+
+    def __enter__(self) -> None:
+        import os
+        import sys
+
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+        self.hub_was_off = are_progress_bars_disabled()
+        self.env = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by transformers if it is imported later
+        disable_progress_bars()
+        self.transformers_logging = None
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as transformers_logging
+
+            self.transformers_logging = transformers_logging
+            self.transformers_was_on = transformers_logging.is_progress_bar_enabled()
+            transformers_logging.disable_progress_bar()
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        from huggingface_hub.utils import enable_progress_bars
+
+        if self.env is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = self.env
+        if not self.hub_was_off:
+            enable_progress_bars()
+        if self.transformers_logging is not None and self.transformers_was_on:
+            self.transformers_logging.enable_progress_bar()
 
 
 class StopOnInterrupt:
