@@ -156,7 +156,8 @@ def test_first_session(server, page, openai_model_server):
     # The very first page opened on a fresh server is a direct link: it shows the app's navigation, not
     # Streamlit's list of the files in pages/.
     page.goto(f"{ui_url}/history")
-    page.get_by_role("heading", name="Execution history").wait_for()
+    # The first page a fresh server renders imports the app and its libraries: give it time on a busy machine.
+    page.get_by_role("heading", name="Execution history").wait_for(timeout=90_000)
     settle(page)
     nav = page.locator("[data-testid='stSidebarNav']").inner_text()
     assert "Library" in nav and "Dashboard" in nav and "workbench" not in nav, nav
