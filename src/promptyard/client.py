@@ -253,6 +253,10 @@ class PromptyardClient:
         """One experiment."""
         return self._json("GET", f"/api/v1/experiments/{name}")
 
+    def stop_experiment(self, name: str) -> dict:
+        """Stop an experiment: runs naming it get no arm any more; its results stay."""
+        return self._json("POST", f"/api/v1/experiments/{name}/stop")
+
     def assign(self, name: str, subject: str) -> dict:
         """Assign `subject` its sticky arm in the experiment, recorded (editor): `{"version": n}`."""
         return self._json("POST", f"/api/v1/experiments/{name}/assign", json_body={"subject": subject})
@@ -299,6 +303,16 @@ class PromptyardClient:
         body = _drop_none({"name": name, "plugin": plugin, "source": source, "quantization": quantization,
                            "params": params, "pricing": pricing, **extra})
         return self._json("POST", "/api/v1/models", json_body=body)
+
+    def update_model(self, name: str, **changes: Any) -> dict:
+        """Fix a model (admin): any of source, revision, quantization, params, pricing, options, description.
+
+        Only the keyword arguments given change; `quantization=None` or `revision=None` clears them."""
+        return self._json("PATCH", f"/api/v1/models/{name}", json_body=changes)
+
+    def remove_model(self, name: str, *, archive: bool = False) -> dict:
+        """Delete a model (admin); one that executions name is refused (409) unless `archive=True`."""
+        return self._json("DELETE", f"/api/v1/models/{name}", params={"archive": "true"} if archive else None)
 
     def load_model(self, name: str) -> dict:
         """Load a model into memory; returns it with its new status."""
@@ -386,11 +400,13 @@ class PromptyardClient:
     def start_eval(self, dataset: str, model: str, *, prompt: str | None = None, version: int | None = None,
                    label: str | None = None, n: int | None = None, k: list[int] | None = None,
                    params: dict | None = None, limit: int | None = None, mode: str | None = None,
-                   timeout: float | None = None) -> dict:
+                   timeout: float | None = None, dataset_path: str | None = None) -> dict:
         """Start an evaluation run (HumanEval, MBPP or a custom dataset); returns the queued run. `params`: generation
-        params for every sample; `timeout`: seconds each sample's tests may run."""
+        params for every sample; `timeout`: seconds each sample's tests may run; `dataset_path`: a JSONL copy of the
+        dataset on the server (MBPP without the hub, say)."""
         body = _drop_none({"dataset": dataset, "model": model, "prompt": prompt, "version": version, "label": label,
-                           "n": n, "k": k, "params": params, "limit": limit, "mode": mode, "timeout": timeout})
+                           "n": n, "k": k, "params": params, "limit": limit, "mode": mode, "timeout": timeout,
+                           "dataset_path": dataset_path})
         return self._json("POST", "/api/v1/evals", json_body=body)
 
     def resume_eval(self, run_id: int) -> dict:

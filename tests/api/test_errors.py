@@ -42,3 +42,12 @@ def test_valid_json_with_wrong_content_is_422(client):
     response = client.post("/api/v1/keys", json={"role": "overlord"})
     assert response.status_code == 422
     assert response.get_json()["error"]["details"]["errors"][0]["field"] == "role"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_body_without_its_content_type_says_what_is_missing(app, client, content_type):
+    response = client.post("/api/v1/keys", data='{"role": "viewer"}', content_type=content_type)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "malformed_request" and "Content-Type: application/json" in error["message"]
+    assert ApiKey.query.count() == 0

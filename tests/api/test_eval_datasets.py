@@ -191,3 +191,33 @@ def test_files_put_in_the_folder_by_hand_are_listed_as_they_load(app, client):
     # A run on it is refused with the same reason, not started.
     assert client.post("/api/v1/evals", json={"dataset": "edited", "model": "fake"}).status_code == 422
     assert runs.list_runs()[1] == 0
+
+
+MBPP_ROW = {"task_id": 2, "prompt": "Write a function to double a number.", "code": "def double(x):\n    return 2 * x\n",
+            "test_list": ["assert double(2) == 4"], "test_imports": []}
+
+
+def test_mbpp_offline_fails_at_once_and_says_how_to_use_a_local_copy(client, monkeypatch):
+    from promptyard.db.eval_models import EvalRun
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    response = client.post("/api/v1/evals", json={"dataset": "mbpp", "model": "m"})
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["code"] == "dataset_unavailable" and "HF_HUB_OFFLINE is set" in error["message"]
+    assert '"dataset_path"' in error["message"] and "register-dataset" in error["message"]
+    assert EvalRun.query.count() == 0
+
+
+def test_a_run_can_name_a_local_copy_on_the_server(client, tmp_path):
+    copy = tmp_path / "mbpp.jsonl"
+    copy.write_text(jsonl(MBPP_ROW))
+    response = client.post("/api/v1/evals", json={"dataset": "mbpp", "model": "m", "dataset_path": str(copy)})
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["progress"]["total"] == 1
+    missing = client.post("/api/v1/evals", json={"dataset": "mbpp", "model": "m",
+                                                 "dataset_path": str(tmp_path / "absent.jsonl")})
+    assert missing.status_code == 422 and "does not exist" in missing.get_json()["error"]["message"]
+    for bad in (42, "", ["x"]):
+        assert client.post("/api/v1/evals", json={"dataset": "mbpp", "model": "m",
+                                                  "dataset_path": bad}).status_code == 422

@@ -381,3 +381,22 @@ def wait_for_final_status(timeout=20.0):
             return row
         time.sleep(0.05)
     raise AssertionError("the execution stayed running after the client disconnected")
+
+
+def test_a_temperature_above_zero_samples_and_is_not_served_from_the_cache(client, app):
+    """`temperature` alone decides sampling, as on /v1: 0.8 samples (a fresh generation each time), 0 is greedy."""
+    seen = []
+
+    def record(prompt, params):
+        seen.append(params.do_sample)
+        return f"sample {len(seen)}"
+
+    install_plugin("sampler", FunctionPlugin(record, source="fake/sampler"))
+    first = run(client, model="sampler", input="x", params={"temperature": 0.8}).get_json()
+    second = run(client, model="sampler", input="x", params={"temperature": 0.8}).get_json()
+    assert first["params"]["do_sample"] is True and seen == [True, True]
+    assert not second["cache_hit"] and first["output"] != second["output"]
+    greedy = [run(client, model="sampler", input="y", params={"temperature": 0}).get_json() for _ in range(2)]
+    assert greedy[0]["params"]["do_sample"] is False and greedy[1]["cache_hit"] and seen[-1] is False
+    explicit = run(client, model="sampler", input="z", params={"temperature": 0.8, "do_sample": False}).get_json()
+    assert explicit["params"]["do_sample"] is False  # an explicit do_sample still wins

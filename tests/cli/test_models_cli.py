@@ -119,3 +119,32 @@ def test_pull_a_local_folder_needs_no_download(cli, plugins, tiny_gpt2_dir):
     result = cli("models", "pull", "local")
     assert result.exit_code == 0, result.output
     assert f"weights in {tiny_gpt2_dir}" in result.output
+
+
+def test_update_fixes_a_model_and_remove_deletes_or_archives(cli, plugins):
+    cli("models", "register", "coder", "--plugin", "standin", "--source", "org/wrong", "--pricing", "gpu_hour=1")
+    result = cli("models", "update", "coder", "--source", "org/right", "--option", "model=served",
+                 "--param", "max_new_tokens=16", "--no-pricing")
+    assert result.exit_code == 0, result.output
+    assert "Updated coder" in result.output
+    row = service.get_model("coder")
+    assert (row.source, row.options, row.params, row.pricing) == ("org/right", {"model": "served"},
+                                                                   {"max_new_tokens": 16}, {})
+    bad = cli("models", "update", "coder", "--param", "temperature=hot")
+    assert bad.exit_code == 2 and "temperature" in bad.output and "Traceback" not in bad.output
+    assert service.get_model("coder").params == {"max_new_tokens": 16}
+    assert cli("models", "update", "coder").exit_code == 2  # nothing to change
+
+    from promptyard.execution.pipeline import ExecutionRequest, execute
+
+    execute(ExecutionRequest(model="coder", input="x"))
+    refused = cli("models", "remove", "coder")
+    assert refused.exit_code == 2 and "--archive" in refused.output
+    archived = cli("models", "remove", "coder", "--archive")
+    assert archived.exit_code == 0 and "Archived coder" in archived.output
+    assert "coder" not in cli("models", "list").output
+
+    cli("models", "register", "spare", "--plugin", "standin", "--source", "org/spare")
+    deleted = cli("models", "remove", "spare")
+    assert deleted.exit_code == 0 and "Deleted spare" in deleted.output
+    assert cli("models", "remove", "spare").exit_code == 2

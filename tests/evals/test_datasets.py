@@ -118,7 +118,28 @@ def hub_from_local_files(monkeypatch, tmp_path):
         return real_load("json", data_files=files[config], split="train", cache_dir=str(tmp_path / "hf-cache"))
 
     monkeypatch.setattr(hf_datasets, "load_dataset", from_files)
+    monkeypatch.setattr("promptyard.evals.datasets.hub_unreachable", lambda: None)  # "online", at the boundary
     return asked
+
+
+def test_the_hub_check_fails_fast_offline(monkeypatch):
+    import socket
+
+    from promptyard.evals import datasets as promptyard_datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert promptyard_datasets.hub_unreachable() == "HF_HUB_OFFLINE is set"
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    with socket.socket() as sock:  # a local port nothing listens on stands for the hub
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(promptyard_datasets, "HUB_HOST", ("127.0.0.1", sock.getsockname()[1]))
+    assert "cannot be reached" in promptyard_datasets.hub_unreachable()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(promptyard_datasets, "HUB_HOST", ("127.0.0.1", server.getsockname()[1]))
+        assert promptyard_datasets.hub_unreachable() is None
 
 
 def test_mbpp_names_pick_the_hub_config(hub_from_local_files):

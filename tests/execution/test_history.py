@@ -104,3 +104,21 @@ def test_export_of_nothing_is_a_header_or_empty(app):
     assert "".join(export_executions(HistoryFilters(), "jsonl")) == ""
     with pytest.raises(Unprocessable):
         export_executions(HistoryFilters(), "xml")
+
+
+def test_exports_carry_the_feedback(rows):
+    from promptyard.execution.feedback import add_feedback
+
+    add_feedback(rows[0], 2, "too long")
+    add_feedback(rows[0], 5, "fixed, \"great\"")
+    add_feedback(rows[2], 3, "")
+    lines = "".join(export_executions(HistoryFilters(), "jsonl")).splitlines()
+    by_id = {r["id"]: r for r in map(json.loads, lines)}
+    assert [(f["rating"], f["comment"]) for f in by_id[rows[0]]["feedback"]] == [(2, "too long"),
+                                                                                 (5, "fixed, \"great\"")]
+    assert by_id[rows[1]]["feedback"] == []
+    records = {int(r["id"]): r for r in csv.DictReader(io.StringIO("".join(export_executions(HistoryFilters(),
+                                                                                            "csv"))))}
+    assert (records[rows[0]]["rating"], records[rows[0]]["comment"]) == ("5", "fixed, \"great\"")
+    assert len(json.loads(records[rows[0]]["feedback"])) == 2
+    assert records[rows[2]]["rating"] == "3" and records[rows[1]]["rating"] == "" and records[rows[1]]["feedback"] == ""

@@ -44,5 +44,5 @@ def test_the_startup_hook_runs_it(app):
     from promptyard.startup import run_startup_hooks
 
     lines = run_startup_hooks()
-    assert any(line.startswith("promptyard.models.service:register_presets: ") for line in lines)
+    assert any(line.startswith("model presets: ") for line in lines)
     assert {m["name"] for m in service.list_models()} >= set(PRESETS)

@@ -55,5 +55,5 @@ def test_startup_hooks_seed_the_library(app):
     from promptyard.startup import run_startup_hooks
 
     report = run_startup_hooks()
-    assert any(line.startswith("promptyard.prompts.starter:seed_starter_library: seeded") for line in report)
+    assert any(line.startswith("starter library: seeded") for line in report)
     assert library.resolve_version("write-sql", label="production").number == 1

@@ -240,3 +240,18 @@ def test_a_stopped_run_is_resumed_from_its_page(open_page, api, live_api):
     run = wait_finished(api, run_id)
     assert run["status"] == "succeeded" and run["pass_at_k"] == {"pass@1": 0.5}
     assert run["generation_failures"] == 0
+
+
+def test_samples_in_task_order_and_a_verdict_that_reads(open_page, api, solver):
+    run_id = api.start_eval("humaneval", "solver", limit=11)["id"]
+    assert wait_finished(api, run_id)["status"] == "succeeded"
+    at = open_page("evaluations")
+    assert_no_crash(at)
+    samples = at.dataframe[2].value
+    tasks = list(samples["task"])
+    assert tasks.index("HumanEval/2") < tasks.index("HumanEval/10")  # by number, not as text
+    assert tasks == [f"HumanEval/{i}" for i in range(11)]
+    failing = next(i for i, s in enumerate(samples.itertuples()) if not s.passed)
+    next(s for s in at.selectbox if s.key == "sample_pick").set_value(failing).run()
+    verdict = next(w.value for w in at.warning if w.value.startswith("Verdict:"))
+    assert "(failed" not in verdict and not verdict.endswith(": )"), verdict

@@ -46,3 +46,20 @@ def test_one_version_or_bad_name_is_refused(open_page, greet):
     assert_no_crash(at)
     assert at.error
     assert greet.list_experiments()["total"] == 0
+
+
+def test_pick_metric_and_alpha_then_stop(open_page, greet):
+    at = open_page("experiments")
+    next(r for r in at.radio if r.key == "exp_section").set_value("New experiment").run()
+    next(t for t in at.text_input if t.label == "Experiment name").input("rated-ab")
+    next(s for s in at.selectbox if s.label == "Metric").set_value("mean_rating")
+    next(n for n in at.number_input if n.label == "Significance level (alpha)").set_value(0.01)
+    next(b for b in at.button if b.label == "Create experiment").click().run()
+    assert_no_crash(at)
+    created = greet.get_experiment("rated-ab")
+    assert created["metric"] == "mean_rating" and created["alpha"] == pytest.approx(0.01)
+    assert "decided on mean rating at alpha 0.01" in texts(at)
+    next(b for b in at.button if b.label == "Stop experiment").click().run()
+    assert_no_crash(at)
+    assert greet.get_experiment("rated-ab")["status"] == "stopped"
+    assert "stopped" in texts(at) and not any(b.label == "Stop experiment" for b in at.button)

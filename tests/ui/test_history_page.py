@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from tests.ui.ui_helpers import assert_no_crash, texts
 
@@ -30,11 +32,43 @@ def test_log_detail_and_filters(open_page, runs):
     codes = [c.value for c in at.code]
     assert "Say hello to Ada" in codes and "Ada to hello Say" in codes
 
-    next(t for t in at.text_input if t.label == "Prompt").input("greet").run()
+    next(s for s in at.selectbox if s.label == "Prompt").set_value("greet").run()
     assert list(at.dataframe[0].value["id"]) == [first["id"]]
-    next(t for t in at.text_input if t.label == "Model").input("other-model").run()
+    version = next(s for s in at.selectbox if s.label == "Version")
+    assert version.options == ["(any)", "1"] and not version.disabled  # no "0 means any"
+    version.set_value(1).run()
+    assert list(at.dataframe[0].value["id"]) == [first["id"]]
+    model = next(s for s in at.selectbox if s.label == "Model")
+    assert "echo" in model.options  # picked, not typed exactly
+    next(s for s in at.selectbox if s.label == "Prompt").set_value("(any)").run()
+    assert next(s for s in at.selectbox if s.label == "Version").disabled
+    next(s for s in at.selectbox if s.label == "Status").set_value("failed").run()
     assert_no_crash(at)
     assert "No executions match these filters" in texts(at)
+
+
+def test_times_and_costs_read_plainly(open_page, api, live_api):
+    from promptyard.models.service import install_plugin
+    from promptyard.plugins.function import FunctionPlugin
+
+    with live_api[0].app_context():
+        install_plugin("priced", FunctionPlugin(lambda p, params: "a b c"), pricing={"input_per_1k": 0.01})
+    record = api.execute("priced", input="one two three four five six seven")
+    at = open_page("history")
+    row = at.dataframe[0].value.iloc[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row["when"])
+    assert "e-" not in row["cost"] and float(row["cost"]) == pytest.approx(record["cost"], rel=1e-3)
+
+
+def test_rate_an_execution_from_history(open_page, runs, api):
+    first, second = runs
+    at = open_page("history")
+    next(r for r in at.radio if r.label == "Rate this output").set_value(2)
+    next(t for t in at.text_input if t.label == "Comment (optional)").input("too short")
+    next(b for b in at.button if b.label == "Submit rating").click().run()
+    assert_no_crash(at)
+    assert f"execution {second['id']} rated 2/5" in texts(at)
+    assert [(f["rating"], f["comment"]) for f in api.get_execution(second["id"])["feedback"]] == [(2, "too short")]
 
 
 def test_detail_shows_the_rating(open_page, runs, api):

@@ -58,3 +58,11 @@ def test_create_without_a_template_is_refused(open_page, api):
     button(at, "Create prompt").click().run()
     assert "needs a name and a template" in texts(at)
     assert api.list_prompts()["total"] == 0
+
+
+def test_open_in_editor_and_workbench(open_page, api):
+    api.create_prompt("greet", "Say hello to {{ who }}")
+    at = open_page("library")
+    next(b for b in at.button if b.label == "Open in editor").click().run()
+    assert_no_crash(at)
+    assert at.session_state["prompt"] == "greet" and any(t.value == "Prompt editor" for t in at.title)

@@ -72,3 +72,58 @@ def test_pull_shows_why_the_download_failed(open_page, api):
 def test_pull_is_offered_only_for_models_without_weights(open_page, echo_model):
     at = open_page("models")
     assert not any(b.label == "Pull" for b in at.button)
+
+
+def register_form(at):
+    """The Register form's inputs (the page's last ones with these labels; a fix form may come first)."""
+    inputs = {t.label: t for t in at.text_input}
+    areas = {t.label: t for t in at.text_area}
+    return inputs, areas
+
+
+def test_register_an_openai_compatible_model_with_options_then_fix_and_remove_it(open_page, api):
+    at = open_page("models")
+    inputs, areas = register_form(at)
+    inputs["Name"].input("remote")
+    next(s for s in at.selectbox if s.label == "Plugin").set_value("openai-compatible")
+    inputs["Source"].input("http://127.0.0.1:9/v1")
+    next(b for b in at.button if b.label == "Register").click().run()
+    assert_no_crash(at)
+    assert "needs the name the server serves it under" in texts(at)
+    assert api.list_models()["total"] == 0  # validated before saving
+
+    inputs, areas = register_form(at)
+    areas["Options (JSON)"].input('{"model": "wrong-name"}')
+    next(b for b in at.button if b.label == "Register").click().run()
+    assert_no_crash(at)
+    assert api.get_model("remote")["options"] == {"model": "wrong-name"}
+    # Port 9 refuses connections: the page says why the model is in error, not only that it is.
+    assert any("remote:" in e.value and "could not be reached" in e.value for e in at.error)
+
+    next(t for t in at.text_area if t.key == "edit::remote::options").input('{"model": "served"}')
+    next(t for t in at.text_area if t.key == "edit::remote::params").input('{"max_new_tokens": 32}')
+    next(b for b in at.button if b.label == "Save changes").click().run()
+    assert_no_crash(at)
+    fixed = api.get_model("remote")
+    assert fixed["options"] == {"model": "served"} and fixed["params"] == {"max_new_tokens": 32}
+    assert "Saved remote" in texts(at)
+
+    next(t for t in at.text_area if t.key == "edit::remote::params").input('{"temperature": "hot"}')
+    next(b for b in at.button if b.label == "Save changes").click().run()
+    assert "temperature" in texts(at) and api.get_model("remote")["params"] == {"max_new_tokens": 32}
+
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert_no_crash(at)
+    assert api.list_models()["total"] == 0 and "Removed remote" in texts(at)
+
+
+def test_a_model_in_use_is_archived_not_removed(open_page, api, echo_model):
+    api.execute("echo", input="a b")
+    at = open_page("models")
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert_no_crash(at)
+    assert any("archive it instead" in e.value for e in at.error)
+    assert [m["name"] for m in api.list_models()["items"]] == ["echo"]
+    next(b for b in at.button if b.label == "Archive").click().run()
+    assert_no_crash(at)
+    assert api.list_models()["total"] == 0 and "Archived echo" in texts(at)

@@ -82,7 +82,7 @@ def test_a_failing_model_reads_as_a_message(open_page, greet, live_api):
     at = open_page("workbench")
     next(r for r in at.radio if r.key == "run::mode").set_value("Raw input").run()
     next(t for t in at.text_area if t.key == "run::raw").input("hello").run()
-    next(s for s in at.selectbox if s.key == "run::model").set_value("broken")
+    next(s for s in at.selectbox if s.key.startswith("run::model::")).set_value("broken")
     button(at, "Run").click().run()
     assert_no_crash(at)
     assert at.error
@@ -103,3 +103,46 @@ def test_compare_two_versions_side_by_side(open_page, greet):
     next(t for t in at.text_input if t.key == "cmp::ver_b").input("v7x")
     button(at, "Run both").click().run()
     assert "is not a version choice" in texts(at)
+
+
+def test_the_model_defaults_to_the_versions_model_else_one_that_can_run(open_page, api, echo_model, live_api):
+    """A fresh install has presets without weights: the first Run must not pick one of them."""
+    from promptyard.models.service import install_plugin
+    from promptyard.plugins.function import FunctionPlugin
+
+    api.register_model("aaa-not-downloaded", "transformers", "nobody/not-downloaded-anywhere")
+    with live_api[0].app_context():
+        install_plugin("zz-other", FunctionPlugin(lambda prompt, params: "other"))
+    api.create_prompt("plain", "Say {{ who }}")
+    api.create_prompt("pinned", "Hi {{ who }}", params={"model": "zz-other"})
+    at = open_page("workbench", prompt="plain")
+    picker = next(s for s in at.selectbox if s.key.startswith("run::model::"))
+    assert picker.value == "echo"  # the first available one, not the alphabetically first
+    assert "aaa-not-downloaded (not downloaded)" in picker.options
+    next(t for t in at.text_area if t.label == "who").input("Ada").run()
+    button(at, "Run").click().run()
+    assert_no_crash(at)
+    assert at.session_state["last_execution"]["model"] == "echo"
+
+    next(s for s in at.selectbox if s.key == "run::prompt").set_value("pinned").run()
+    assert next(s for s in at.selectbox if s.key.startswith("run::model::")).value == "zz-other"  # the version's own model
+    next(s for s in at.selectbox if s.key.startswith("run::model::")).set_value("aaa-not-downloaded").run()
+    assert "not downloaded" in texts(at) and "Models page" in texts(at)
+
+
+def test_runs_sent_into_an_experiment_get_the_subjects_arm(open_page, greet):
+    greet.create_experiment("greet-ab", "greet", [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}])
+    arm = greet.assign("greet-ab", "user-7")["version"]
+    at = open_page("workbench")
+    next(r for r in at.radio if r.key == "run::mode").set_value("Experiment").run()
+    assert next(s for s in at.selectbox if s.key == "run::experiment").value == "greet-ab"
+    next(t for t in at.text_input if t.key == "run::subject").input("user-7").run()
+    next(t for t in at.text_area if t.label == "who").input("Ada").run()
+    for _ in range(2):
+        button(at, "Run").click().run()
+        assert_no_crash(at)
+    runs = greet.list_executions()["items"]
+    assert len(runs) == 2 and {r["version"] for r in runs} == {arm}
+    assert all(r["experiment"] == "greet-ab" for r in runs)
+    results = greet.experiment_results("greet-ab")
+    assert sum(int(a.get("executions") or 0) for a in results["arms"]) == 2

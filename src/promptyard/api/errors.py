@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, StatementError
 from werkzeug.exceptions import HTTPException
@@ -71,6 +71,13 @@ def validation_error_callback(exc: ValidationError) -> Response:
     """flask-openapi3 calls this when a request does not match its pydantic schema."""
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     if any(err.get("type") in ("json_invalid", "model_attributes_type") for err in errors) or _is_not_object(errors):
+        if not request.is_json:  # the body may be fine JSON, sent without saying so
+            return error_response(
+                400, "malformed_request",
+                f"The request body must be JSON sent with the header 'Content-Type: application/json' "
+                f"(got {request.content_type or 'no Content-Type'}).",
+                {"content_type": request.content_type},
+            )
         return error_response(400, "malformed_request", "The request body is not a valid JSON object.")
     message, problems = describe_validation_errors(errors)
     return error_response(422, "validation_error", message, {"errors": problems})

@@ -36,6 +36,10 @@ class EvalCreate(Body):
     limit: DbId | None = Field(None, description="Only the first N tasks.")
     mode: Literal["completion", "chat"] = "completion"
     timeout: float = Field(3.0, gt=0, le=60, description="Seconds per sample in the sandbox.")
+    dataset_path: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="A JSONL copy of the dataset on the server (MBPP offline, say), like the CLI's --dataset-path.",
+    )
 
 
 class DatasetCreate(Body):
@@ -68,6 +72,7 @@ def create_eval(body: EvalCreate):
     run = runs.create_run(
         body.dataset, body.model, prompt=body.prompt, version=body.version, label=body.label, n=body.n,
         k=body.k, params=body.params, limit=body.limit, mode=body.mode, timeout=body.timeout,
+        dataset_path=body.dataset_path,
     )
     return runs.run_to_dict(run), 202
 

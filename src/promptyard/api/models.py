@@ -1,4 +1,4 @@
-"""Plugins and registered models: list, register, show, load, unload and pull."""
+"""Plugins and registered models: list, register, show, change, remove, load, unload and pull."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, NonNegativeFloat
 
 from promptyard.api.auth import require_role
 from promptyard.api.bodies import Body, DbCount
-from promptyard.models import pulls, service
+from promptyard.models import changes, pulls, service
 from promptyard.plugins.registry import get_registry
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
@@ -36,6 +36,28 @@ class ModelCreate(Body):
     description: str = Field("", max_length=2000)
 
 
+class ModelUpdate(Body):
+    """Only the fields given change; `null` clears quantization or revision."""
+
+    source: str | None = Field(None, min_length=1, max_length=500, description="Hub id, local folder or base URL.")
+    quantization: Literal["4bit", "8bit"] | None = Field(None, description="bitsandbytes quantization, or null.")
+    revision: str | None = Field(None, max_length=100, description="Hub revision, or null.")
+    params: dict[str, Any] | None = Field(None, description="Default generation params (replaces them).")
+    pricing: Pricing | None = Field(None, description="Prices (replace them; {} for none).")
+    options: dict[str, Any] | None = Field(None, description="Plugin options (replace them).")
+    description: str | None = Field(None, max_length=2000)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the body names (null only where null means something)."""
+        given = {key: getattr(self, key) for key in self.model_fields_set}
+        for key in ("source", "params", "options", "description"):
+            if key in given and given[key] is None:
+                given.pop(key)
+        if "pricing" in given:
+            given["pricing"] = given["pricing"].model_dump(exclude_none=True) if given["pricing"] else {}
+        return given
+
+
 class ModelPath(BaseModel):
     name: str
 
@@ -43,6 +65,14 @@ class ModelPath(BaseModel):
 class ListQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
     offset: DbCount = 0
+
+
+class ModelListQuery(ListQuery):
+    archived: bool = Field(False, description="Include archived models.")
+
+
+class RemoveQuery(BaseModel):
+    archive: bool = Field(False, description="Archive a model executions still name, instead of refusing (409).")
 
 
 @api.get("/plugins")
@@ -53,9 +83,9 @@ def list_plugins(query: ListQuery):
 
 
 @api.get("/models")
-def list_models(query: ListQuery):
-    """Registered models and presets, each with its status."""
-    items = service.list_models()
+def list_models(query: ModelListQuery):
+    """Registered models and presets, each with its status (archived ones only when asked)."""
+    items = service.list_models(include_archived=query.archived)
     return {"items": items[query.offset:query.offset + query.limit], "total": len(items)}
 
 
@@ -79,6 +109,20 @@ def register_model(body: ModelCreate):
 def show_model(path: ModelPath):
     """One registered model with its status."""
     return service.model_to_dict(service.get_model(path.name))
+
+
+@api.patch("/models/<name>")
+@require_role("admin")
+def update_model(path: ModelPath, body: ModelUpdate):
+    """Fix a registered model: source, revision, quantization, params, pricing, options or description."""
+    return service.model_to_dict(changes.update_model(path.name, body.changes()))
+
+
+@api.delete("/models/<name>")
+@require_role("admin")
+def remove_model(path: ModelPath, query: RemoveQuery):
+    """Delete a model; one that executions name is refused (409) unless `archive=true` (hidden, history kept)."""
+    return changes.remove_model(path.name, archive=query.archive)
 
 
 @api.post("/models/<name>/load")

@@ -107,31 +107,141 @@ def run_(dataset_name, model, prompt, n, ks, limit, mode, param_pairs, timeout, 
     from promptyard.evals import runs
 
     if resume_id is not None:
-        row = runs.resume_run(resume_id, submit=False)
-        click.echo(f"Resuming evaluation run {row.id}: {row.progress_total} samples.", err=True)
-    else:
-        if not dataset_name or not model:
-            raise click.UsageError("--dataset and --model are required (or --resume RUN_ID).")
-        name, version, label = _prompt_ref(prompt)
-        row = runs.create_run(
-            dataset_name, model, prompt=name, version=version, label=label, n=n, k=_ks(ks), limit=limit,
-            mode=mode, params=_param(param_pairs), timeout=timeout, dataset_path=dataset_path, submit=False,
-        )
-        click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
-    if no_progress:
-        result = runs.execute_run(row.id, per_task=True)
-    else:
-        with PhaseBars() as bars:
-            result = runs.execute_run(row.id, on_progress=bars, per_task=True)
-    if result["generation_failures"]:
+        _resume(resume_id)
+        _run_to_the_end(resume_id, no_progress)
+        return
+    if not dataset_name or not model:
+        raise click.UsageError("--dataset and --model are required (or --resume RUN_ID).")
+    name, version, label = _prompt_ref(prompt)
+    row = runs.create_run(
+        dataset_name, model, prompt=name, version=version, label=label, n=n, k=_ks(ks), limit=limit,
+        mode=mode, params=_param(param_pairs), timeout=timeout, dataset_path=dataset_path, submit=False,
+    )
+    click.echo(f"Evaluation run {row.id}: {row.progress_total} samples.", err=True)
+    _run_to_the_end(row.id, no_progress)
+
+
+@command.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@with_appcontext
+def resume(run_id: int, no_progress: bool) -> None:
+    """Go on with a stopped run RUN_ID (Ctrl-C, a server stopped, a failed backend): only what is missing or failed
+    to generate is generated and run."""
+    _resume(run_id)
+    _run_to_the_end(run_id, no_progress)
+
+
+def _resume(run_id: int) -> None:
+    """An interrupted run (queued or running) goes on as it is; a failed one, or one with generation failures, is
+    taken up where it stopped (runs.resume_run); a complete one is refused."""
+    from promptyard.evals import runs
+
+    row = runs.get_run(run_id)
+    if row.status not in ("queued", "running"):
+        row = runs.resume_run(run_id, submit=False)
+    click.echo(f"Resuming evaluation run {run_id}: {row.progress_total - row.progress_done} samples to go.", err=True)
+
+
+def _run_to_the_end(run_id: int, no_progress: bool) -> None:
+    """Execute the run here, printing it as JSON; Ctrl-C stops it within seconds and leaves it resumable."""
+    from promptyard.evals import runs, stopping
+
+    stopping.clear()
+    with StopOnInterrupt(run_id):
+        if no_progress:
+            with quiet_model_loading():
+                result = runs.execute_run(run_id, per_task=True)
+        else:
+            with PhaseBars() as bars:
+                result = runs.execute_run(run_id, on_progress=bars, per_task=True)
+    if result.get("generation_failures"):
         click.echo(f"{result['generation_failures']} sample(s) were never generated (counted as not passed); "
-                   f"`promptyard eval run --resume {row.id}` tries them again.", err=True)
+                   f"`promptyard eval resume {run_id}` tries them again.", err=True)
     if result["status"] == "failed":
-        click.echo(f"The run stopped: {result['error']}\nResume it with `promptyard eval run --resume {row.id}`.",
+        click.echo(f"The run stopped: {result['error']}\nResume it with `promptyard eval resume {run_id}`.",
                    err=True)
     click.echo(json.dumps(result, indent=2))
     if result["status"] == "failed":
         raise SystemExit(1)
+
+
+class quiet_model_loading:  # noqa: N801 - used as a context manager, like contextlib's
+    """No progress bars from Hugging Face libraries while a model loads (--no-progress): the weights-loading bar of
+    transformers and the hub's download bars. Restored afterwards."""
+
+    def __enter__(self) -> None:
+        import os
+        import sys
+
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+        self.hub_was_off = are_progress_bars_disabled()
+        self.env = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by transformers if it is imported later
+        disable_progress_bars()
+        self.transformers_logging = None
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as transformers_logging
+
+            self.transformers_logging = transformers_logging
+            self.transformers_was_on = transformers_logging.is_progress_bar_enabled()
+            transformers_logging.disable_progress_bar()
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        from huggingface_hub.utils import enable_progress_bars
+
+        if self.env is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = self.env
+        if not self.hub_was_off:
+            enable_progress_bars()
+        if self.transformers_logging is not None and self.transformers_was_on:
+            self.transformers_logging.enable_progress_bar()
+
+
+class StopOnInterrupt:
+    """Ctrl-C (or SIGTERM) while a run executes here: the first interrupts what it waits on (a generation, a model
+    load) and ends the command with a line saying how to resume; a second one ends it at once. Never a traceback;
+    exit status 130 like any interrupted command."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.previous: dict = {}
+        self.interrupted = False
+
+    def _handle(self, signum, frame) -> None:
+        from promptyard.evals import stopping
+
+        if self.interrupted:
+            click.echo("Stopped.", err=True)
+            raise SystemExit(130)
+        self.interrupted = True
+        stopping.request_stop()
+        click.echo(f"\nStopping evaluation run {self.run_id}; it stays resumable "
+                   f"(promptyard eval resume {self.run_id}). Press Ctrl-C again to quit at once.", err=True)
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> StopOnInterrupt:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        if kind is KeyboardInterrupt:
+            click.echo(f"Evaluation run {self.run_id} stopped: resume it with 'promptyard eval resume "
+                       f"{self.run_id}' (a server started with 'promptyard up' resumes it too).", err=True)
+            raise SystemExit(130)
+        return False
 
 
 class PhaseBars:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from promptyard.prompts import labels
-
 
 @click.group("labels")
 def command() -> None:
@@ -20,6 +18,8 @@ def command() -> None:
 @with_appcontext
 def set_(name: str, label: str, version: int) -> None:
     """Point LABEL of prompt NAME at VERSION."""
+    from promptyard.prompts import labels
+
     row = labels.set_label(name, label, version, actor="cli")
     click.echo(f"{name}: {label} -> v{row.version.number}")
 
@@ -30,5 +30,7 @@ def set_(name: str, label: str, version: int) -> None:
 @with_appcontext
 def rollback(name: str, label: str) -> None:
     """Move LABEL of prompt NAME back to its previous version."""
+    from promptyard.prompts import labels
+
     row = labels.rollback_label(name, label, actor="cli")
     click.echo(f"{name}: {label} rolled back to v{row.version.number}")

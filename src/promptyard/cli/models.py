@@ -1,4 +1,4 @@
-"""`promptyard models list|register|pull`."""
+"""`promptyard models list|register|update|remove|pull`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _pairs(option: str, values: tuple[str, ...]) -> dict[str, Any]:
 
 @click.group("models")
 def command() -> None:
-    """Registered models: list, register, pull weights."""
+    """Registered models: list, register, fix, remove, pull weights."""
 
 
 @command.command("list")
@@ -70,6 +70,56 @@ def register(name: str, plugin: str, source: str, quantization: str | None, revi
     )
     detail = service.model_to_dict(row)
     click.echo(f"Registered {row.name} ({row.plugin}, {row.source}): {detail['status']}.")
+
+
+@command.command("update")
+@click.argument("name")
+@click.option("--source", default=None, help="New hub id, local folder or base URL.")
+@click.option("--quantization", type=click.Choice(["4bit", "8bit", "none"]), default=None,
+              help="bitsandbytes (CUDA); 'none' removes it.")
+@click.option("--revision", default=None, help="Hub revision; '' removes it.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Default generation param (replaces all).")
+@click.option("--pricing", "pricing", multiple=True, metavar="KEY=VALUE", help="Prices (replace all).")
+@click.option("--no-pricing", is_flag=True, help="Remove the prices.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Plugin option (replaces all).")
+@click.option("--description", default=None, help="What the model is for.")
+@with_appcontext
+def update(name: str, source: str | None, quantization: str | None, revision: str | None, params: tuple[str, ...],
+           pricing: tuple[str, ...], no_pricing: bool, options: tuple[str, ...], description: str | None) -> None:
+    """Fix NAME: only the settings given change (each of --param, --pricing, --option replaces that whole set)."""
+    from promptyard.models import changes, service
+
+    wanted: dict[str, Any] = {}
+    if source is not None:
+        wanted["source"] = source
+    if quantization is not None:
+        wanted["quantization"] = None if quantization == "none" else quantization
+    if revision is not None:
+        wanted["revision"] = revision or None
+    if params:
+        wanted["params"] = _pairs("--param", params)
+    if pricing or no_pricing:
+        wanted["pricing"] = {} if no_pricing else _pairs("--pricing", pricing)
+    if options:
+        wanted["options"] = _pairs("--option", options)
+    if description is not None:
+        wanted["description"] = description
+    row = changes.update_model(name, wanted)
+    detail = service.model_to_dict(row)
+    click.echo(f"Updated {row.name} ({', '.join(sorted(wanted))}): {detail['status']}"
+               + (f" ({detail['error']})" if detail.get("error") else "") + ".")
+
+
+@command.command("remove")
+@click.argument("name")
+@click.option("--archive", is_flag=True, help="Archive it (hidden, history kept) when executions name it.")
+@with_appcontext
+def remove(name: str, archive: bool) -> None:
+    """Delete NAME; a model executions name is refused unless --archive."""
+    from promptyard.models import changes
+
+    result = changes.remove_model(name, archive=archive)
+    click.echo(f"Archived {name}: hidden from lists, its history kept." if result["archived"] else f"Deleted {name}.")
 
 
 @command.command("pull")

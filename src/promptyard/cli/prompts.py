@@ -1,4 +1,7 @@
-"""`promptyard prompts list|show|create|import|export`."""
+"""`promptyard prompts list|show|create|add-version|archive|import|export`.
+
+Services are imported inside each command, so that `promptyard --help` and commands that do not need them start
+fast."""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from promptyard.prompts import library, transfer
-from promptyard.prompts.versions import list_versions
 
 
 @click.group("prompts")
@@ -24,6 +25,8 @@ def command() -> None:
 @with_appcontext
 def list_(q: str | None, tag: str | None, archived: bool) -> None:
     """List prompts: name, latest version, labels, tags."""
+    from promptyard.prompts import library
+
     rows, total = library.list_prompts(q, tag, include_archived=archived, limit=10_000)
     if not rows:
         click.echo("No prompts match.")
@@ -43,6 +46,9 @@ def list_(q: str | None, tag: str | None, archived: bool) -> None:
 @with_appcontext
 def show(name: str, version: int | None, label: str | None, as_json: bool) -> None:
     """Show a prompt and one of its versions."""
+    from promptyard.prompts import library
+    from promptyard.prompts.versions import list_versions
+
     prompt = library.get_prompt(name)
     row = library.resolve_version(name, version=version, label=label)
     data = library.prompt_to_dict(prompt)
@@ -78,6 +84,8 @@ def show(name: str, version: int | None, label: str | None, as_json: bool) -> No
 @with_appcontext
 def create(name, template, template_file, description, tags, task_type, params, message) -> None:
     """Create a prompt (variables are declared from the template)."""
+    from promptyard.prompts import library
+
     if (template is None) == (template_file is None):
         raise click.UsageError("Give exactly one of --template or --template-file.")
     text = template if template is not None else template_file.read_text(encoding="utf-8")
@@ -92,11 +100,51 @@ def create(name, template, template_file, description, tags, task_type, params, 
     click.echo(f"Created prompt {prompt.name} (version 1).")
 
 
+@command.command("add-version")
+@click.argument("name")
+@click.option("--template", "template", default=None, help="Template text.")
+@click.option("--template-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the template from a file.")
+@click.option("--params", default=None, help="Default generation params as JSON (default: the latest version's).")
+@click.option("--message", default="", help="What changed and why.")
+@with_appcontext
+def add_version(name, template, template_file, params, message) -> None:
+    """Save a new version of prompt NAME (variables are declared from the template)."""
+    from promptyard.prompts import library, versions
+
+    if (template is None) == (template_file is None):
+        raise click.UsageError("Give exactly one of --template or --template-file.")
+    text = template if template is not None else template_file.read_text(encoding="utf-8")
+    try:
+        parsed_params = json.loads(params) if params else None
+    except ValueError as exc:
+        raise click.UsageError(f"--params is not valid JSON: {exc}") from None
+    if parsed_params is None:
+        latest = library.resolve_version(name)
+        parsed_params = dict(latest.params or {})
+    row, created = versions.add_version(name, text, params=parsed_params, message=message, author="cli")
+    click.echo(f"Saved version {row.number} of {name}." if created
+               else f"Same as version {row.number} of {name}: nothing saved.")
+
+
+@command.command("archive")
+@click.argument("name")
+@with_appcontext
+def archive(name: str) -> None:
+    """Archive prompt NAME: hidden from lists, history kept (create it again to restore it)."""
+    from promptyard.prompts import library
+
+    library.archive_prompt(name)
+    click.echo(f"Archived {name}.")
+
+
 @command.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @with_appcontext
 def import_(path: Path) -> None:
     """Import a library export (YAML or JSON); all or nothing."""
+    from promptyard.prompts import transfer
+
     fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     counts = transfer.import_library(transfer.load(path.read_bytes(), fmt), actor="cli")
     click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
@@ -114,6 +162,8 @@ def import_(path: Path) -> None:
 @with_appcontext
 def export(fmt: str, output: Path | None) -> None:
     """Export the whole library."""
+    from promptyard.prompts import transfer
+
     text = transfer.dump(transfer.export_library(), fmt)
     if output is None:
         click.echo(text, nl=False)

@@ -14,8 +14,6 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from promptyard.server import create_server
-from promptyard.startup import prepare_database
 
 
 @click.command("up")
@@ -32,6 +30,8 @@ from promptyard.startup import prepare_database
 def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int, single_port: int | None,
             workers: int) -> None:
     """Migrate the database, seed the starter library and serve."""
+    from promptyard.startup import prepare_database
+
     app = current_app._get_current_object()
     app.config["PROMPTYARD_BIND_HOST"] = host
     if single_port is not None:
@@ -54,6 +54,9 @@ def command(host: str, api_port: int, ui_port: int, no_ui: bool, threads: int, s
     except KeyboardInterrupt:
         click.echo("promptyard stopped.")
     finally:
+        from promptyard.evals import stopping
+
+        stopping.request_stop(app)  # evaluation runs in the job threads stop at their next sample, resumable
         signal.signal(signal.SIGTERM, previous)
         server.close()
         if ui is not None:
@@ -110,6 +113,8 @@ def _interrupt(signum, frame) -> None:
 
 def _bind(app, host: str, port: int, threads: int):
     """A waitress server listening on host:port, or a one-line error when that address is taken."""
+    from promptyard.server import create_server
+
     try:
         return create_server(app, host=host, port=port, threads=threads)
     except OSError as exc:
@@ -121,7 +126,7 @@ def _bind(app, host: str, port: int, threads: int):
 
 def _start_ui(host: str, api_port: int, ui_port: int) -> subprocess.Popen | None:
     """Start the Streamlit UI next to the API, when the UI and streamlit are installed."""
-    entry = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    entry = Path(__file__).resolve().parent.parent / "ui" / "launch" / "app.py"  # see its docstring
     if not entry.exists() or importlib.util.find_spec("streamlit") is None:
         return None
     api_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from promptyard.db import db, utcnow
@@ -172,6 +172,8 @@ class ModelConfig(db.Model):
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     description: Mapped[str] = mapped_column(Text, default="")
     is_preset: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Archived: hidden from lists and refused for new runs; kept because executions still name it.
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

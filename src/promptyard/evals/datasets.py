@@ -211,20 +211,46 @@ def load_mbpp(path: Path | str | None = None, *, name: str = "mbpp") -> Dataset:
     return _mbpp_from_hub(name)
 
 
+HUB_HOST = ("huggingface.co", 443)
+LOCAL_COPY_HINT = (
+    "Use a local JSONL copy instead: `--dataset-path FILE` on the command line, `\"dataset_path\": \"FILE\"` in "
+    "POST /api/v1/evals or the Evaluations page's 'Local copy' field (a file on the server), or register it once "
+    "with `promptyard eval register-dataset NAME FILE` and run on NAME."
+)
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached (offline mode set, or no connection within seconds), or None."""
+    import os
+    import socket
+
+    for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{variable} is set"
+    try:
+        socket.create_connection(HUB_HOST, timeout=3).close()
+    except OSError as exc:
+        return f"the Hugging Face hub cannot be reached from this machine ({exc.__class__.__name__})"
+    return None
+
+
 def _mbpp_from_hub(name: str) -> Dataset:
     """Download google-research-datasets/mbpp (full or sanitized) through `datasets`; needs the network."""
     from promptyard.errors import Unavailable
 
     config = MBPP_CONFIGS[name]
+    offline = hub_unreachable()
+    if offline:  # `datasets` would retry for ~25 s before failing the same way
+        raise Unavailable(f"Could not load MBPP ({config}): {offline}. {LOCAL_COPY_HINT}",
+                          code="dataset_unavailable", details={"dataset": name})
     try:
         import datasets as hf_datasets
 
         split = hf_datasets.load_dataset("google-research-datasets/mbpp", config, split="test")
     except Exception as exc:  # noqa: BLE001 - offline, missing package, hub errors: one clear message
         raise Unavailable(
-            f"Could not load MBPP ({config}) from the Hugging Face hub ({exc.__class__.__name__}); "
-            "pass --dataset-path with a local JSONL copy.",
-            code="dataset_unavailable",
+            f"Could not load MBPP ({config}) from the Hugging Face hub ({exc.__class__.__name__}). {LOCAL_COPY_HINT}",
+            code="dataset_unavailable", details={"dataset": name},
         ) from None
     tasks = {}
     for number, row in enumerate(split, start=1):

@@ -21,7 +21,7 @@ from promptyard.db import db
 from promptyard.db.eval_models import EvalRun, EvalSample
 from promptyard.db.models import PromptVersion
 from promptyard.errors import PromptyardError, TooManyRequests, Unavailable
-from promptyard.evals import prompting
+from promptyard.evals import prompting, stopping
 from promptyard.evals.datasets import Task
 from promptyard.execution.batch import execute_batch
 from promptyard.execution.pipeline import ExecutionRequest, execute
@@ -234,6 +234,7 @@ def generate_missing(run: EvalRun, tasks: list[Task], have: dict[tuple[str, int]
     size = max(1, int(_setting("PROMPTYARD_EVAL_BATCH_SIZE"))) if batched else 1
     saver = _Saver(run, any(row.verdict != GENERATION_FAILED for row in have.values()))
     for start in range(0, len(missing), size):
+        stopping.check()  # the process is stopping (Ctrl-C, a server going down): the run stays resumable
         chunk = missing[start:start + size]
         answers = _with_retries(lambda part: _batched(run, part) if batched else _one_at_a_time(generate, run, part),
                                 chunk)

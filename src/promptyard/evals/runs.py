@@ -13,7 +13,7 @@ from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
 from promptyard.db.models import PromptVersion
 from promptyard.errors import Conflict, NotFound, Unprocessable
-from promptyard.evals import lease, passk, prompting
+from promptyard.evals import lease, passk, prompting, stopping
 from promptyard.evals.datasets import Dataset, Task, load_dataset
 from promptyard.evals.sandbox import Sandbox
 from promptyard.evals.score import human_eval_result, isolation_summary
@@ -205,9 +205,20 @@ def _execute_owned(run_id: int, on_progress: Progress, *, per_task: bool) -> dic
         _generate_missing(run, tasks, on_progress)
         _execute_unscored(run, dataset, on_progress)
         _finish(run)
-    except Exception as exc:  # noqa: BLE001 - a failed run records why instead of vanishing
+    except BaseException as exc:  # noqa: BLE001 - a failed run records why instead of vanishing
         db.session.rollback()
         run = get_run(run_id)
+        if stopping.caused_by_shutdown(exc):
+            # Stopped by this process's own shutdown (Ctrl-C, a server stopping, a model load cut short by it):
+            # queued again, with what it generated and executed kept, for `eval resume` or the next start.
+            run.status, run.error = "queued", None
+            db.session.commit()
+            log.info("evaluation run %s stopped with the process; it stays resumable", run_id)
+            if not isinstance(exc, Exception):
+                raise
+            return run_to_dict(run, per_task=per_task)
+        if not isinstance(exc, Exception):
+            raise
         run.status, run.error, run.finished_at = "failed", f"{exc.__class__.__name__}: {exc}", utcnow()
         db.session.commit()
         log.exception("evaluation run %s failed", run_id)
@@ -239,6 +250,7 @@ def _execute_unscored(run: EvalRun, dataset: Dataset, on_progress: Progress) -> 
             db.session.commit()
             events.eval_sample_scored(run.id, row.task_id, row.sample_index, result.verdict)
             on_progress("executing", run.progress_done, run.progress_total)
+            stopping.check()
 
 
 def _merge_isolation(summary: dict, more: dict) -> dict:

@@ -57,6 +57,9 @@ def check_input(value: Any) -> None:
 def merge_params(model: ModelConfig | Row, resolved: ResolvedPrompt | None, requested: dict[str, Any]) -> GenerationParams:
     """Model defaults < prompt version params < request params; the request's are checked strictly (422).
 
+    A request's `temperature` implies `do_sample` (see `with_implied_sampling`); stored defaults keep their own
+    `do_sample` (a starter prompt's low temperature stays greedy unless it says `do_sample: true`).
+
     Stored defaults are checked strictly when saved; rows saved before that may hold convertible text ("64"),
     which is converted here rather than making every run on them fail.
     """
@@ -64,8 +67,17 @@ def merge_params(model: ModelConfig | Row, resolved: ResolvedPrompt | None, requ
     if resolved is not None:
         stored.update(generation_fields(resolved.params))
     merged = validate_params(stored, strict=False).model_dump(include=set(stored))
-    merged.update(requested)
+    merged.update(with_implied_sampling(requested))
     return validate_params(merged)
+
+
+def with_implied_sampling(params: dict[str, Any]) -> dict[str, Any]:
+    """A requested `temperature > 0` means sampling (and 0 greedy) on every surface, as on /v1 and in the UI: params
+    that set `temperature` without `do_sample` get `do_sample` from it. An explicit `do_sample` wins."""
+    temperature = params.get("temperature")
+    if "do_sample" in params or isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        return params  # a bad temperature is left for validation to name
+    return {**params, "do_sample": temperature > 0}
 
 
 def check_context(model_name: str, plugin: LLMPlugin, prompt_input: PromptInput,

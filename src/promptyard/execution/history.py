@@ -12,7 +12,7 @@ from typing import Iterator
 from sqlalchemy import Select, func, select
 
 from promptyard.db import db
-from promptyard.db.models import Execution
+from promptyard.db.models import Execution, Feedback
 from promptyard.errors import NotFound, Unprocessable
 from promptyard.execution.pipeline import execution_to_dict
 
@@ -81,6 +81,8 @@ EXPORT_COLUMNS = [
     "id", "created_at", "finished_at", "status", "model", "plugin", "prompt", "version", "label", "experiment",
     "experiment_id", "subject", "source", "params", "variables", "rendered_input", "output", "error", "finish_reason",
     "cache_hit", "stream", "queue_wait_ms", "latency_ms", "tokens_in", "tokens_out", "cost",
+    # People's feedback: the latest rating and comment, and every one of them as JSON.
+    "rating", "comment", "feedback",
 ]
 
 
@@ -90,29 +92,40 @@ def export_executions(filters: HistoryFilters, fmt: str) -> Iterator[str]:
         raise Unprocessable(f"Unknown export format '{fmt}'; use csv or jsonl.", code="invalid_format",
                             details={"field": "format"})
     stmt = filters.statement().order_by(Execution.id)
-    rows = _batches(stmt)
-    return _csv(rows) if fmt == "csv" else (json.dumps(execution_to_dict(row)) + "\n" for row in rows)
+    records = _batches(stmt)
+    return _csv(records) if fmt == "csv" else (json.dumps(record) + "\n" for record in records)
 
 
-def _batches(stmt: Select) -> Iterator[Execution]:
+def _batches(stmt: Select) -> Iterator[dict]:
+    """Each execution as a dict with its `feedback` list (oldest first)."""
     # Keyset pages by id keep memory flat and never hold a cursor open between chunks.
     last_id = 0
     while True:
         page = list(db.session.scalars(stmt.where(Execution.id > last_id).limit(EXPORT_BATCH)))
         if not page:
             return
-        yield from page
+        feedback: dict[int, list[dict]] = {}
+        ids = [row.id for row in page]
+        for entry in db.session.scalars(select(Feedback).where(Feedback.execution_id.in_(ids))
+                                        .order_by(Feedback.created_at, Feedback.id)):
+            feedback.setdefault(entry.execution_id, []).append(
+                {"rating": entry.rating, "comment": entry.comment or "",
+                 "created_at": entry.created_at.isoformat() if entry.created_at else None})
+        for row in page:
+            yield {**execution_to_dict(row), "feedback": feedback.get(row.id, [])}
         last_id = page[-1].id
 
 
-def _csv(rows: Iterator[Execution]) -> Iterator[str]:
+def _csv(records: Iterator[dict]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
     writer.writeheader()
-    for row in rows:
-        record = execution_to_dict(row)
+    for record in records:
         record["params"] = json.dumps(record["params"])
         record["variables"] = json.dumps(record["variables"])
+        latest = record["feedback"][-1] if record["feedback"] else {}
+        record["rating"], record["comment"] = latest.get("rating"), latest.get("comment")
+        record["feedback"] = json.dumps(record["feedback"]) if record["feedback"] else ""
         writer.writerow(record)
         yield buffer.getvalue()
         buffer.seek(0)

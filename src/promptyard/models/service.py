@@ -61,13 +61,22 @@ def register_model(
         )
     if options is not None and not isinstance(options, dict):
         raise Unprocessable("'options' must be an object.", code="invalid_options", details={"field": "options"})
-    if db.session.scalar(select(ModelConfig.id).where(ModelConfig.name == name)) is not None:
-        raise Conflict(f"A model named '{name}' is already registered.", code="model_exists", details={"model": name})
-    row = ModelConfig(
-        name=name, plugin=plugin, source=source, revision=revision, quantization=quantization,
-        params=_check_params(params or {}), pricing=_check_pricing(pricing or {}), options=dict(options or {}),
-        description=description or "", is_preset=is_preset,
-    )
+    values = dict(plugin=plugin, source=source, revision=revision, quantization=quantization,
+                  params=check_params(params or {}), pricing=check_pricing(pricing or {}),
+                  options=dict(options or {}), description=description or "")
+    if require_plugin:
+        check_plugin_settings(values)
+    existing = db.session.scalar(select(ModelConfig).where(ModelConfig.name == name))
+    if existing is not None and not existing.archived:
+        raise Conflict(f"A model named '{name}' is already registered; change it with PATCH /api/v1/models/{name} "
+                       f"(`promptyard models update`).", code="model_exists", details={"model": name})
+    if existing is not None:  # an archived name is restored with the new settings; its history stays
+        for key, value in values.items():
+            setattr(existing, key, value)
+        existing.archived = False
+        db.session.commit()
+        return existing
+    row = ModelConfig(name=name, is_preset=is_preset, **values)
     db.session.add(row)
     try:
         db.session.commit()
@@ -77,10 +86,24 @@ def register_model(
     return row
 
 
+def check_plugin_settings(values: dict[str, Any]) -> None:
+    """Build the plugin from the settings about to be saved, so that settings it refuses (an openai-compatible
+    source without options.model, say) are a 422 now rather than a model stored broken. Nothing is loaded or
+    fetched; other failures (a missing dependency) are left for the model's status to report."""
+    try:
+        get_registry().create(values["plugin"], values["source"], revision=values["revision"],
+                              quantization=values["quantization"], options=dict(values["options"] or {}))
+    except Unprocessable:
+        raise
+    except Exception:  # noqa: BLE001 - not a problem with the settings: shown as the model's status instead
+        pass
+
+
 _MODEL_BY_NAME = select(ModelConfig).where(ModelConfig.name == bindparam("model_name"))
 # Built once: every execution reads these, with Core on the session's connection (the ORM's per-row work, with
 # the statement's, was a tenth of a cache hit).
-_SETTINGS_COLUMNS = ("name", "plugin", "source", "revision", "quantization", "params", "pricing", "options")
+_SETTINGS_COLUMNS = ("name", "plugin", "source", "revision", "quantization", "params", "pricing", "options",
+                     "archived")
 _MODEL_SETTINGS = (select(*(ModelConfig.__table__.c[column] for column in _SETTINGS_COLUMNS))
                    .where(ModelConfig.__table__.c.name == bindparam("model_name")))
 
@@ -98,6 +121,9 @@ def model_settings(name: str) -> Row:
     row = db.session.connection().execute(_MODEL_SETTINGS, {"model_name": name}).first()
     if row is None:
         raise _no_model(name)
+    if row.archived:
+        raise Conflict(f"Model '{name}' is archived; register it again to use it.", code="model_archived",
+                       details={"model": name})
     return row
 
 
@@ -105,9 +131,12 @@ def _no_model(name: str) -> NotFound:
     return NotFound(f"No model named '{name}' is registered.", code="model_not_found", details={"model": name})
 
 
-def list_models() -> list[dict[str, Any]]:
-    """Every registered model (presets included) with its status."""
-    rows = db.session.scalars(select(ModelConfig).order_by(ModelConfig.name))
+def list_models(*, include_archived: bool = False) -> list[dict[str, Any]]:
+    """Every registered model (presets included) with its status; archived ones only when asked."""
+    stmt = select(ModelConfig).order_by(ModelConfig.name)
+    if not include_archived:
+        stmt = stmt.where(ModelConfig.archived.is_(False))
+    rows = db.session.scalars(stmt)
     return [model_to_dict(row) for row in rows]
 
 
@@ -124,7 +153,11 @@ def get_plugin(name: str, spec: dict[str, Any] | None = None) -> LLMPlugin:
 
     try:
         return get_manager().get(name, build)
-    except PromptyardError:
+    except PromptyardError as exc:
+        if exc.code == "model_not_downloaded":  # the plugin does not know the name it is registered under
+            from promptyard.plugins.hf_files import missing_weights_error
+
+            raise missing_weights_error(spec["source"], name) from exc
         raise
     except Exception as exc:  # noqa: BLE001 - a backend failing to load is the backend's problem, not a 500
         raise Unavailable(
@@ -135,6 +168,7 @@ def get_plugin(name: str, spec: dict[str, Any] | None = None) -> LLMPlugin:
 
 
 def load_model(name: str) -> ModelConfig:
+    model_settings(name)  # 404 unknown, 409 archived
     get_plugin(name)
     return get_model(name)
 
@@ -152,7 +186,10 @@ def model_status(row: ModelConfig) -> tuple[str, str | None]:
     try:
         plugin = get_registry().create(row.plugin, row.source, revision=row.revision,
                                        quantization=row.quantization, options=dict(row.options or {}))
-        return plugin.status(), None
+        status = plugin.status()
+        # Why it is in error (an unreachable server, say), where the plugin can tell.
+        return status, (getattr(plugin, "last_error", None) or "the model could not be loaded (no reason given)"
+                        if status == "error" else None)
     except Exception as exc:  # noqa: BLE001 - a broken plugin is reported as the model's status
         message = exc.message if isinstance(exc, PromptyardError) else f"{exc.__class__.__name__}: {exc}"
         return "error", message
@@ -171,6 +208,7 @@ def model_to_dict(row: ModelConfig) -> dict[str, Any]:
         "options": dict(row.options or {}),
         "description": row.description,
         "is_preset": row.is_preset,
+        "archived": bool(row.archived),
         "status": status,
         "error": error,
         "created_at": row.created_at.isoformat() if row.created_at else None,
@@ -187,15 +225,15 @@ def install_plugin(
                              require_plugin=False)
     else:
         if pricing is not None:
-            row.pricing = _check_pricing(pricing)
+            row.pricing = check_pricing(pricing)
         if params is not None:
-            row.params = _check_params(params)
+            row.params = check_params(params)
         db.session.commit()
     get_manager().put(name, plugin)
     return row
 
 
-def _check_params(params: dict[str, Any]) -> dict[str, Any]:
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
     """Default generation params must be valid GenerationParams fields and values (422 naming the param)."""
     if not isinstance(params, dict):
         raise Unprocessable("'params' must be an object.", code="invalid_params", details={"field": "params"})
@@ -203,7 +241,7 @@ def _check_params(params: dict[str, Any]) -> dict[str, Any]:
     return dict(params)
 
 
-def _check_pricing(pricing: dict[str, Any]) -> dict[str, Any]:
+def check_pricing(pricing: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(pricing, dict):
         raise Unprocessable("'pricing' must be an object.", code="invalid_pricing", details={"field": "pricing"})
     for key, value in pricing.items():

@@ -39,11 +39,12 @@ def cached_snapshot(repo_id: str, revision: str | None, cache_dir: str | None) -
     return None
 
 
-def missing_weights_error(repo_id: str) -> Unavailable:
-    """The error for a hub model whose weights are not on this machine."""
+def missing_weights_error(repo_id: str, model: str | None = None) -> Unavailable:
+    """The error for a hub model whose weights are not on this machine (`model`: its registered name, if known)."""
+    pull = f"`promptyard models pull {model}`" if model else "`promptyard models pull` with the model's name"
     return Unavailable(
         f"The weights of '{repo_id}' are not downloaded on this machine. Fetch them with "
-        f"`promptyard models pull <model>` (needs access to huggingface.co), or copy the model folder here "
+        f"{pull} (needs access to huggingface.co), or copy the model folder here "
         f"and register it with `promptyard models register --source /path/to/folder`.",
         code="model_not_downloaded",
         details={"source": repo_id},

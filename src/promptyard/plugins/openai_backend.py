@@ -118,6 +118,7 @@ class OpenAICompatiblePlugin(LLMPlugin):
         self._client: httpx.Client | None = None
         # Shared by every batch on this model (one plugin instance serves one registered model).
         self._in_flight = threading.BoundedSemaphore(int(self.settings["max_in_flight"]))
+        self.last_error: str | None = None  # why status() last said "error"
 
     # --- connection ------------------------------------------------------------------------------------------
 
@@ -150,11 +151,20 @@ class OpenAICompatiblePlugin(LLMPlugin):
     def status(self) -> str:
         if self._client is not None:
             return "loaded"
+        self.last_error = None
         try:
             response = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=2.0)
-        except (httpx.HTTPError, Unavailable):
+        except Unavailable as exc:
+            self.last_error = exc.message
             return "error"
-        return "available" if response.status_code < 500 else "error"
+        except httpx.HTTPError as exc:
+            self.last_error = f"The model server at {self.base_url} could not be reached ({exc.__class__.__name__}" \
+                              + (f": {exc}" if str(exc) else "") + ")."
+            return "error"
+        if response.status_code >= 500:
+            self.last_error = f"The model server at {self.base_url} answered {response.status_code}."
+            return "error"
+        return "available"
 
     def context_length(self) -> int | None:
         value = self.options.get("context_length")

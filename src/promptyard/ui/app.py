@@ -6,32 +6,43 @@ from pathlib import Path
 
 import streamlit as st
 
-from promptyard.ui.common import sidebar
+from promptyard.ui.common import favicon, remember_pages, sidebar
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="promptyard", page_icon=":material/yard:", layout="wide")
+# An image, not ":material/...": Streamlit fetches a material favicon from fonts.gstatic.com, and the UI must not
+# reach the network.
+st.set_page_config(page_title="promptyard", page_icon=favicon(), layout="wide")
 
 sidebar()
-navigation = st.navigation(
-    {
-        "Prompts": [
-            st.Page(PAGES / "library.py", title="Library", icon=":material/library_books:", default=True),
-            st.Page(PAGES / "editor.py", title="Editor", icon=":material/edit_note:"),
-            st.Page(PAGES / "workbench.py", title="Workbench", icon=":material/science:"),
-        ],
-        "Runs": [
-            st.Page(PAGES / "history.py", title="History", icon=":material/history:"),
-            st.Page(PAGES / "experiments.py", title="Experiments", icon=":material/balance:"),
-            st.Page(PAGES / "evaluations.py", title="Evaluations", icon=":material/fact_check:"),
-            st.Page(PAGES / "dashboard.py", title="Dashboard", icon=":material/monitoring:"),
-        ],
-        "Setup": [
-            st.Page(PAGES / "models.py", title="Models", icon=":material/memory:"),
-            st.Page(PAGES / "training.py", title="Training", icon=":material/model_training:"),
-        ],
-    }
-)
+by_stem = {}
+
+
+def page(stem: str, title: str, icon: str, **options) -> st.Page:
+    """The page in pages/STEM.py, remembered by its stem for links between pages."""
+    by_stem[stem] = st.Page(PAGES / f"{stem}.py", title=title, icon=icon, **options)
+    return by_stem[stem]
+
+
+sections = {
+    "Prompts": [
+        page("library", "Library", ":material/library_books:", default=True),
+        page("editor", "Editor", ":material/edit_note:"),
+        page("workbench", "Workbench", ":material/science:"),
+    ],
+    "Runs": [
+        page("history", "History", ":material/history:"),
+        page("experiments", "Experiments", ":material/balance:"),
+        page("evaluations", "Evaluations", ":material/fact_check:"),
+        page("dashboard", "Dashboard", ":material/monitoring:"),
+    ],
+    "Setup": [
+        page("models", "Models", ":material/memory:"),
+        page("training", "Training", ":material/model_training:"),
+    ],
+}
+remember_pages(by_stem)
+navigation = st.navigation(sections)
 try:
     navigation.run()
 except Exception as exc:  # noqa: BLE001 - a page bug must read as a message, never as a traceback

@@ -14,6 +14,9 @@ T = TypeVar("T")
 
 DEFAULT_API_URL = "http://127.0.0.1:5000"
 KEY_STATE = "api_key"
+# The key is also kept in a session cookie (no expiry: gone when the browser closes), so that reloading a page,
+# which starts a new Streamlit session, keeps it.
+KEY_COOKIE = "promptyard_api_key"
 
 
 def api_url() -> str:
@@ -135,6 +138,8 @@ def fmt(value: Any, unit: str = "", digits: int = 2) -> str:
 
 def sidebar() -> None:
     """API address, health and the API key (entered once per browser session)."""
+    if KEY_STATE not in st.session_state:  # a new session (a reload): the browser session's key, if any
+        st.session_state[KEY_STATE] = _cookie_key()
     with st.sidebar:
         if os.environ.get("PROMPTYARD_STORAGE_EPHEMERAL"):
             # Set by the container's entrypoint when nothing is mounted at /data.
@@ -143,12 +148,48 @@ def sidebar() -> None:
         st.caption(f"API: {api_url()}")
         st.text_input("API key", value=st.session_state.get(KEY_STATE, ""), type="password", key="_api_key_input",
                       on_change=_remember_key,
-                      help="Only needed when the API has auth on (a non-loopback bind or keys created).")
+                      help="Only needed when the API has auth on (a non-loopback bind or keys created). "
+                           "Kept until the browser closes.")
+        if "_key_to_store" in st.session_state:
+            _store_key_cookie(st.session_state.pop("_key_to_store"))
+
+
+def _cookie_key() -> str:
+    try:
+        return (st.context.cookies or {}).get(KEY_COOKIE, "") or ""
+    except Exception:  # noqa: BLE001 - no request context (bare script runs): no stored key
+        return ""
 
 
 def _remember_key() -> None:
-    """Keep the key under a plain session key, so it survives page switches for the whole browser session."""
+    """Keep the key under a plain session key (page switches) and in the session cookie (reloads)."""
     st.session_state[KEY_STATE] = st.session_state.get("_api_key_input", "").strip()
+    st.session_state["_key_to_store"] = st.session_state[KEY_STATE]
+
+
+def _store_key_cookie(key: str) -> None:
+    """Set (or clear) the session cookie from the browser: only the page's own script can write it."""
+    import streamlit.components.v1 as components
+
+    value = json.dumps(key)
+    expiry = "" if key else "; max-age=0"
+    components.html(
+        f"<script>window.parent.document.cookie = '{KEY_COOKIE}=' + encodeURIComponent({value}) + "
+        f"'; path=/; SameSite=Strict{expiry}';</script>",
+        height=0,
+    )
+
+
+def favicon():
+    """The tab icon, drawn here (a material icon would be fetched from Google's servers)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((1, 1, 30, 30), radius=7, fill=(46, 125, 50, 255))
+    draw.rectangle((9, 7, 13, 25), fill="white")  # a "p": stem and bowl
+    draw.ellipse((9, 7, 23, 19), outline="white", width=4)
+    return image
 
 
 def section(options: list[str], key: str) -> str:
@@ -162,3 +203,14 @@ def section(options: list[str], key: str) -> str:
 def goto_section(key: str, option: str) -> None:
     """Open `option` of the section row `key` on the next run."""
     st.session_state[f"{key}::goto"] = option
+
+
+def remember_pages(pages: dict) -> None:
+    """The app's pages by file stem, for `open_page` (a path would resolve against the entry script's folder,
+    which differs between `promptyard up` and the tests)."""
+    st.session_state["_pages"] = pages
+
+
+def open_page(stem: str) -> None:
+    """Switch to the page whose file is `stem`.py."""
+    st.switch_page(st.session_state["_pages"][stem])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import streamlit as st
 
 from promptyard.client import PromptyardClient
-from promptyard.ui.common import fmt, items, load
+from promptyard.ui.common import act, fmt, items, load
 
 LATEST = "latest"
 
@@ -116,5 +116,31 @@ def run_metrics(execution: dict) -> None:
 
 
 def cost_text(cost: float | None) -> str:
-    """Cost in the pricing's currency units; models without pricing cost nothing."""
-    return "—" if cost is None else f"{cost:.6g}"
+    """Cost in the pricing's currency units, in plain decimals (never 7.1e-05); models without pricing cost nothing."""
+    if cost is None:
+        return "—"
+    if cost == 0:
+        return "0"
+    digits = 2 if abs(cost) >= 1 else 6 if abs(cost) >= 1e-4 else 8
+    return f"{cost:.{digits}f}".rstrip("0").rstrip(".") or "0"
+
+
+def when(iso: str | None) -> str:
+    """A timestamp for people: '2026-12-04 19:20:05 UTC' (the API's ISO text, without microseconds)."""
+    if not iso:
+        return "—"
+    text = iso.replace("T", " ")
+    return text[:19] + " UTC"
+
+
+def rating_form(api: PromptyardClient, execution: dict, on_done: Callable[[str], None]) -> None:
+    """Rate an execution from 1 to 5 stars with an optional comment; `on_done` gets the thank-you line."""
+    with st.form(f"rate_{execution['id']}"):
+        rating = st.radio("Rate this output", [1, 2, 3, 4, 5], index=None, horizontal=True,
+                          format_func=lambda r: "★" * r)
+        comment = st.text_input("Comment (optional)")
+        if st.form_submit_button("Submit rating"):
+            if rating is None:
+                st.error("Pick a rating from 1 to 5 stars first.")
+            elif act(api.feedback, execution["id"], rating, comment or None) is not None:
+                on_done(f"Thanks: execution {execution['id']} rated {rating}/5.")

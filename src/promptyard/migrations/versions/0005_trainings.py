@@ -1,7 +1,7 @@
 """trainings: LoRA fine-tuning runs
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-04 19:30:00.000000
 
 """
@@ -13,7 +13,7 @@ import promptyard.db.types
 
 # revision identifiers, used by Alembic.
 revision = '0005'
-down_revision = '0002'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

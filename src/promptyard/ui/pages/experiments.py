@@ -7,6 +7,7 @@ import streamlit as st
 
 from promptyard.ui.common import act, client, flash, fmt, items, load, prompt_names, show_flash, try_load
 from promptyard.ui.common import goto_section, section
+from promptyard.ui.forms import when
 
 st.title("Experiments")
 show_flash()
@@ -28,6 +29,13 @@ if shown == "New experiment":
             name = st.text_input("Experiment name", placeholder=f"{prompt}-ab")
             chosen = st.multiselect("Versions to compare", versions, default=versions[:2])
             weights = {v: st.number_input(f"Weight of v{v}", min_value=0.0, value=1.0, key=f"w{v}") for v in versions}
+            cols = st.columns(2)
+            metric = cols[0].selectbox("Metric", ["success_rate", "mean_rating"],
+                                       format_func=lambda m: m.replace("_", " "),
+                                       help="What decides the winner: runs that succeed, or people's ratings.")
+            alpha = cols[1].number_input("Significance level (alpha)", min_value=0.001, max_value=0.5, value=0.05,
+                                         step=0.01, format="%.3f",
+                                         help="A winner is declared only when the test's p-value is below this.")
             if st.form_submit_button("Create experiment", type="primary"):
                 if len(chosen) < 2:
                     st.error("Pick at least two versions to compare.")
@@ -35,7 +43,8 @@ if shown == "New experiment":
                     st.error("Give the experiment a name.")
                 else:
                     arms = [{"version": v, "weight": weights[v]} for v in chosen]
-                    created = act(api.create_experiment, name.strip(), prompt, arms)
+                    created = act(api.create_experiment, name.strip(), prompt, arms, metric=metric,
+                                  alpha=float(alpha))
                     if created:
                         st.session_state["experiment"] = created["name"]
                         goto_section("exp_section", "Results")
@@ -53,6 +62,17 @@ if shown == "Results":
         current = st.selectbox("Experiment", names, index=names.index(remembered) if remembered in names else 0)
     if current:
         st.session_state["experiment"] = current
+        experiment = load(api.get_experiment, current)
+        running = experiment.get("status") == "running"
+        info_col, stop_col = st.columns([4, 1], vertical_alignment="bottom")
+        info_col.caption(f"Prompt {experiment.get('prompt')} · {experiment.get('status')} · decided on "
+                         f"{str(experiment.get('metric', '')).replace('_', ' ')} at alpha {experiment.get('alpha')}"
+                         + ("" if running else f" · stopped {when(experiment.get('stopped_at'))}")
+                         + (" · send runs into it from the Workbench (Experiment field)" if running else ""))
+        if running and stop_col.button("Stop experiment", help="Runs naming it get no arm any more; results stay."):
+            if act(api.stop_experiment, current) is not None:
+                flash(f"Experiment '{current}' stopped.")
+                st.rerun()
 
         @st.fragment(run_every=10)
         def live_results() -> None:

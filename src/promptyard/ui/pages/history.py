@@ -8,33 +8,42 @@ import json
 import pandas as pd
 import streamlit as st
 
-from promptyard.ui.common import act, client, fmt, items, load
-from promptyard.ui.forms import cost_text
+from promptyard.ui.common import act, client, flash, fmt, items, load, model_names, prompt_names, show_flash
+from promptyard.ui.forms import cost_text, rating_form, when
 
 st.title("Execution history")
 api = client()
 
 PAGE_SIZE = 50
+ANY = "(any)"
+show_flash()
 with st.expander("Filters", expanded=True):
     row1 = st.columns(4)
-    prompt = row1[0].text_input("Prompt", value=st.session_state.get("history_prompt", ""))
-    version = row1[1].number_input("Version", min_value=0, value=0, help="0: any version")
-    model = row1[2].text_input("Model")
-    status = row1[3].selectbox("Status", ["(any)", "succeeded", "failed", "cancelled", "running", "queued"])
+    prompts = [ANY] + prompt_names(api)
+    wanted_prompt = st.session_state.pop("history_prompt", None)  # set by a link from another page
+    if wanted_prompt in prompts:
+        st.session_state["history::prompt"] = wanted_prompt
+    prompt = row1[0].selectbox("Prompt", prompts, key="history::prompt")
+    versions = [ANY] + ([v["version"] for v in items(load(api.list_versions, prompt, limit=500))]
+                        if prompt != ANY else [])
+    version = row1[1].selectbox("Version", versions, disabled=prompt == ANY,
+                                help="Pick a prompt first." if prompt == ANY else None)
+    model = row1[2].selectbox("Model", [ANY] + model_names(api))
+    status = row1[3].selectbox("Status", [ANY, "succeeded", "failed", "cancelled", "running", "queued"])
     row2 = st.columns(4)
     since = row2[0].date_input("Since", value=None)
     until = row2[1].date_input("Until", value=None)
-    cache_choice = row2[2].selectbox("Cache", ["(any)", "hits only", "misses only"])
+    cache_choice = row2[2].selectbox("Cache", [ANY, "hits only", "misses only"])
     page = int(row2[3].number_input("Page", min_value=1, value=1))
 
 filters = {
-    "prompt": prompt.strip() or None,
-    "version": int(version) or None,
-    "model": model.strip() or None,
-    "status": None if status == "(any)" else status,
+    "prompt": None if prompt == ANY else prompt,
+    "version": None if version == ANY else int(version),
+    "model": None if model == ANY else model,
+    "status": None if status == ANY else status,
     "since": since.isoformat() if since else None,
     "until": (until + dt.timedelta(days=1)).isoformat() if until else None,
-    "cache_hit": {"(any)": None, "hits only": True, "misses only": False}[cache_choice],
+    "cache_hit": {ANY: None, "hits only": True, "misses only": False}[cache_choice],
 }
 result = load(api.list_executions, **filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
 rows = items(result)
@@ -45,12 +54,12 @@ if not rows:
             "No executions yet: run a prompt in the Workbench and it shows up here.")
     st.stop()
 
-st.caption(f"{total} execution(s), newest first; times in UTC. Showing {len(rows)} from row {(page - 1) * PAGE_SIZE + 1}.")
+st.caption(f"{total} execution(s), newest first. Showing {len(rows)} from row {(page - 1) * PAGE_SIZE + 1}.")
 table = pd.DataFrame(
     [
         {
             "id": r["id"],
-            "when": (r.get("created_at") or "")[:19].replace("T", " "),
+            "when": when(r.get("created_at")),
             "prompt": r.get("prompt") or "(raw input)",
             "version": r.get("version"),
             "model": r.get("model"),
@@ -58,7 +67,7 @@ table = pd.DataFrame(
             "latency ms": round(r["latency_ms"]) if r.get("latency_ms") is not None else None,
             "tokens in": r.get("tokens_in"),
             "tokens out": r.get("tokens_out"),
-            "cost": r.get("cost"),
+            "cost": cost_text(r.get("cost")),
             "cache hit": r.get("cache_hit"),
         }
         for r in rows
@@ -80,7 +89,7 @@ with right:
     if record.get("error"):
         st.error(f"Error: {record['error']}")
 st.caption(f"#{record['id']} · {record.get('status')} · {record.get('model')} · "
-           f"{(record.get('created_at') or '')[:19].replace('T', ' ')} UTC"
+           f"{when(record.get('created_at'))}"
            + (" · from the cache" if record.get("cache_hit") else ""))
 cols = st.columns(4)
 cols[0].metric("Latency", fmt(record.get("latency_ms"), " ms", 0))
@@ -95,7 +104,8 @@ if record.get("feedback"):
     for entry in entries:
         st.write(f"{'★' * int(entry.get('rating') or 0)}  {entry.get('comment') or ''}")
 else:
-    st.caption("No rating yet: rate it in the Workbench after a run.")
+    st.caption("No rating yet.")
+rating_form(api, record, lambda message: (flash(message), st.rerun()))
 
 st.subheader("Export")
 fmt_col, button_col = st.columns([1, 3], vertical_alignment="bottom")

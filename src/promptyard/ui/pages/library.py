@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from promptyard.ui.common import act, client, flash, items, load, show_flash
+from promptyard.ui.common import act, client, flash, items, load, open_page, show_flash
+from promptyard.ui.forms import when
 
 st.title("Prompt library")
 show_flash()
@@ -34,24 +35,31 @@ else:
         [
             {
                 "name": p["name"],
-                "description": p.get("description") or "",
-                "tags": ", ".join(p.get("tags") or []),
                 "latest version": (p.get("latest_version") or {}).get("version"),
                 "labels": _labels(p),
-                "updated": p.get("updated_at") or (p.get("latest_version") or {}).get("created_at"),
+                "updated": when(p.get("updated_at") or (p.get("latest_version") or {}).get("created_at")),
+                "tags": ", ".join(p.get("tags") or []),
+                "description": p.get("description") or "",
             }
             for p in prompts
         ]
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    # The short columns first and the description last and bounded: a long description pushed the version, labels
+    # and date out of sight on a laptop screen.
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "name": st.column_config.TextColumn(width="medium"),
+        "latest version": st.column_config.NumberColumn(width="small"),
+        "updated": st.column_config.TextColumn(width="medium"),
+        "description": st.column_config.TextColumn(width="large"),
+    })
     pick, open_editor, open_bench = st.columns([3, 1, 1], vertical_alignment="bottom")
     chosen = pick.selectbox("Prompt", [p["name"] for p in prompts])
     if open_editor.button("Open in editor"):
         st.session_state["prompt"] = chosen
-        st.switch_page("pages/editor.py")
+        open_page("editor")
     if open_bench.button("Run in workbench"):
         st.session_state["prompt"] = chosen
-        st.switch_page("pages/workbench.py")
+        open_page("workbench")
 
 st.subheader("New prompt")
 with st.form("create_prompt", clear_on_submit=False):

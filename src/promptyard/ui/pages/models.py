@@ -1,7 +1,8 @@
-"""Models: plugins and registered models with status; register, load, unload, and pull weights with progress."""
+"""Models: plugins and registered models with status; register, fix, remove, load, unload, and pull weights."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pandas as pd
@@ -28,6 +29,59 @@ def follow_pull(name: str) -> dict | None:
     else:
         bar.empty()
     return pull
+
+
+QUANTIZATIONS = ["(none)", "8bit", "4bit"]
+
+
+def json_text(value: dict | None) -> str:
+    return json.dumps(value or {}, indent=None)
+
+
+def edit_form(model: dict) -> None:
+    """Change a registered model's settings (only what changed is sent), or remove it."""
+    name = model["name"]
+    with st.form(f"edit::{name}"):
+        cols = st.columns(3)
+        source = cols[0].text_input("Source", model.get("source") or "", key=f"edit::{name}::source")
+        revision = cols[1].text_input("Revision", model.get("revision") or "", key=f"edit::{name}::revision")
+        current = model.get("quantization") or "(none)"
+        quantization = cols[2].selectbox("Quantization", QUANTIZATIONS, index=QUANTIZATIONS.index(current),
+                                         key=f"edit::{name}::quantization")
+        cols = st.columns(3)
+        options_text = cols[0].text_area("Options (JSON)", json_text(model.get("options")), height=80,
+                                         key=f"edit::{name}::options")
+        params_text = cols[1].text_area("Default params (JSON)", json_text(model.get("params")), height=80,
+                                        key=f"edit::{name}::params")
+        pricing_text = cols[2].text_area("Pricing (JSON)", json_text(model.get("pricing")), height=80,
+                                         key=f"edit::{name}::pricing")
+        if st.form_submit_button("Save changes", type="primary"):
+            options = parse_json(options_text, "Options")
+            params = parse_json(params_text, "Default params")
+            pricing = parse_json(pricing_text, "Pricing")
+            if None in (options, params, pricing):
+                return
+            wanted = {"source": source.strip(), "revision": revision.strip() or None,
+                      "quantization": None if quantization == "(none)" else quantization,
+                      "options": options, "params": params, "pricing": pricing}
+            changes = {key: value for key, value in wanted.items()
+                       if value != ((model.get(key) or {}) if key in ("options", "params", "pricing")
+                                    else model.get(key))}
+            if not changes:
+                st.info("Nothing changed.")
+            elif (updated := act(api.update_model, name, **changes)) is not None:
+                flash(f"Saved {name} ({', '.join(sorted(changes))}): {updated.get('status')}.")
+                st.rerun()
+    remove_col, archive_col = st.columns(2)
+    if remove_col.button("Remove", key=f"remove::{name}",
+                         help="Delete it; refused while executions name it (archive it then)."):
+        if act(api.remove_model, name) is not None:
+            flash(f"Removed {name}.")
+            st.rerun()
+    if archive_col.button("Archive", key=f"archive::{name}", help="Hide it and refuse new runs; its history stays."):
+        if act(api.remove_model, name, archive=True) is not None:
+            flash(f"Archived {name}: hidden, its history kept. Register the name again to restore it.")
+            st.rerun()
 
 
 st.title("Models")
@@ -79,6 +133,9 @@ else:
         elif pulled and pulled["state"] == "failed":
             st.error(f"Pulling {chosen} failed: {pulled['error']['message']}")
 
+    with st.expander(f"Fix or remove {chosen}"):
+        edit_form(by_name[chosen])
+
 st.subheader("Register a model")
 # The built-in local backend first: it is what most people register.
 plugin_names = sorted([p["name"] for p in plugins] or ["transformers", "openai-compatible"],
@@ -89,19 +146,32 @@ with st.form("register_model"):
     plugin = cols[1].selectbox("Plugin", plugin_names)
     source = cols[2].text_input("Source", placeholder="Salesforce/codet5p-220m, /models/x or http://host:8000/v1")
     cols = st.columns(3)
-    quantization = cols[0].selectbox("Quantization", ["(none)", "8bit", "4bit"])
-    params_text = cols[1].text_area("Default params (JSON)", "{}", height=80)
-    pricing_text = cols[2].text_area("Pricing (JSON)", "{}", height=80,
+    quantization = cols[0].selectbox("Quantization", QUANTIZATIONS)
+    revision = cols[1].text_input("Revision", placeholder="main, a tag or a commit (optional)",
+                                  help="Hub revision for transformers; for openai-compatible, the served model name "
+                                       "if options has no `model`.")
+    options_text = cols[2].text_area("Options (JSON)", "{}", height=80,
+                                     help='openai-compatible: {"model": "served-name"} (required), optionally '
+                                          '"api_key_env"; transformers: {"trust_remote_code": true}, "dtype"...')
+    cols = st.columns(2)
+    params_text = cols[0].text_area("Default params (JSON)", "{}", height=80)
+    pricing_text = cols[1].text_area("Pricing (JSON)", "{}", height=80,
                                      help='{"input_per_1k": 0.001, "output_per_1k": 0.002} or {"gpu_hour": 2.5}')
     if st.form_submit_button("Register", type="primary"):
         params = parse_json(params_text, "Default params")
         pricing = parse_json(pricing_text, "Pricing")
+        options = parse_json(options_text, "Options")
         if not name.strip() or not source.strip():
             st.error("A model needs a name and a source.")
-        elif params is not None and pricing is not None:
+        elif plugin == "openai-compatible" and options is not None and not (options.get("model") or revision.strip()):
+            st.error('An openai-compatible model needs the name the server serves it under: put it in Options as '
+                     '{"model": "served-name"} (or in Revision).')
+        elif None not in (params, pricing, options):
+            # The API checks the rest (the source's form, the plugin's options) and refuses before saving.
             created = act(api.register_model, name.strip(), plugin, source.strip(),
                           quantization=None if quantization == "(none)" else quantization,
-                          params=params or None, pricing=pricing or None)
+                          params=params or None, pricing=pricing or None, options=options or None,
+                          revision=revision.strip() or None)
             if created:
                 flash(f"Registered {created['name']} ({created.get('status')}).")
                 st.rerun()
