@@ -104,6 +104,20 @@ def test_chat_uses_the_template_from_the_gguf_metadata(plugin, raw):
     assert plugin.count_tokens(CHAT) == len(raw.tokenize(templated.encode(), add_bos=False, special=True))
 
 
+def test_a_chat_ending_with_an_assistant_message_is_continued(plugin, raw):
+    begun = CHAT + [{"role": "assistant", "content": "def add(a, b):"}]
+    continued = "<|im_start|>system\nYou write Python.<|im_end|>\n<|im_start|>user\nWrite add.<|im_end|>\n" \
+                "<|im_start|>assistant\ndef add(a, b):"
+    ours = plugin.generate(begun, GREEDY)
+    tokens = raw.tokenize(continued.encode(), add_bos=False, special=True)
+    assert ours.tokens_in == len(tokens)
+    theirs = raw.create_completion(tokens, max_tokens=24, temperature=0.0)
+    # Here the random model writes stray UTF-8 bytes, for which llama-cpp-python's create_completion runs past
+    # max_tokens (29 tokens for 24): the same text, longer.
+    assert ours.tokens_out == 24
+    assert theirs["choices"][0]["text"].startswith(ours.text) and len(ours.text) > 10
+
+
 def test_a_gguf_without_a_template_writes_chats_as_plain_text(tmp_path):
     path = write_gguf(tmp_path / "no-template.gguf", chat_template=None)
     plugin = LlamaCppPlugin(str(path), options={"n_threads": 1})

@@ -18,7 +18,7 @@ from typing import Any, Callable, Generator, Iterator
 from promptyard.errors import NotFound, Unavailable, Unprocessable
 from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, Progress, PromptInput, check_prompt
 from promptyard.plugins.gguf_files import GGUFSource, is_gguf
-from promptyard.plugins.textgen import PROMPT_FORMATS, StopBuffer, fit_to_context, plain_chat
+from promptyard.plugins.textgen import PROMPT_FORMATS, StopBuffer, fit_to_context, plain_chat, render_chat
 from promptyard.plugins.transformers_backend import _GenerationThread
 
 # The context llama.cpp allocates when options.n_ctx is not given: the model's trained context, at most this many
@@ -221,13 +221,19 @@ class LlamaCppPlugin(LLMPlugin):
                 return llm._model.token_get_text(token) if token != -1 else ""
 
             try:
-                self._formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llm.token_eos()),
-                                                      bos_token=token_text(llm.token_bos()))
+                # One formatter with the generation prompt, one without (to continue a begun assistant message).
+                self._formatter = {generation_prompt: Jinja2ChatFormatter(
+                    template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()),
+                    add_generation_prompt=generation_prompt) for generation_prompt in (True, False)}
             except Exception as exc:  # noqa: BLE001 - a template that does not parse
                 raise Unprocessable(f"The model's chat template does not parse: {exc}",
                                     code="chat_template_error") from exc
+        formatters = self._formatter
         try:
-            return self._formatter(messages=messages).prompt, True
+            return render_chat(messages, lambda chat, generation_prompt: formatters[generation_prompt](
+                messages=chat).prompt), True
+        except Unprocessable:
+            raise
         except Exception as exc:  # noqa: BLE001 - templates raise anything (jinja errors, raise_exception(...))
             raise Unprocessable(f"The model's chat template refused these messages: {exc}",
                                 code="chat_template_error") from exc
