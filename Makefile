@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
 	$(MAKE) --no-print-directory llamacpp
-	$(PIP) install -q -e '.[ui,scale,llamacpp]'
+	$(PIP) install -q -e '.[ui,scale,llamacpp,gguf]'
 	touch $@
 
 # llama-cpp-python (the llamacpp plugin's engine for GGUF models) ships as source: pip builds it with this machine's
@@ -31,7 +31,7 @@ llamacpp:
 install-test: $(VENV)/.installed-test
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e '.[ui,scale,llamacpp,test]'
+	$(PIP) install -q -e '.[ui,scale,llamacpp,gguf,test]'
 	touch $@
 
 # The UI's end-to-end tests drive Debian's Chromium; Playwright never downloads a browser of its own.

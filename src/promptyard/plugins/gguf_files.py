@@ -101,3 +101,46 @@ def is_gguf(path: Path) -> bool:
             return handle.read(4) == GGUF_MAGIC
     except OSError:
         return False
+
+
+# --- GGUF files in the transformers backend (transformers dequantizes them) --------------------------------------
+
+
+def gguf_location(source: str, gguf_file: object) -> tuple[str, str | None]:
+    """(the folder or hub repository to load from, the GGUF file's name in it or None): a `.gguf` source names the
+    file itself; options.gguf_file names a file in the source folder or repository."""
+    if gguf_file is not None and (not isinstance(gguf_file, str) or not gguf_file.endswith(".gguf")
+                                  or "/" in gguf_file or "\\" in gguf_file or gguf_file.startswith(".")):
+        raise Unprocessable(f"options.gguf_file must be the name of a .gguf file in the model's folder or repository "
+                            f"(got {gguf_file!r}).", code="invalid_options", details={"option": "gguf_file"})
+    if source.endswith(".gguf"):
+        if gguf_file is not None:
+            raise Unprocessable("The source is a .gguf file already: leave options.gguf_file out, or give the folder "
+                                "as the source.", code="invalid_source", details={"source": source})
+        path = Path(source).expanduser().resolve()
+        return str(path.parent), path.name
+    return source, gguf_file
+
+
+def cached_gguf_folder(repo_id: str, filename: str, revision: str | None, cache_dir: str | None) -> Path | None:
+    """The cached snapshot folder holding a hub repository's GGUF file, when it is in the local cache."""
+    cached = GGUFSource(repo_id, filename, revision=revision, cache_dir=cache_dir).cached_file()
+    return cached.parent if cached is not None else None
+
+
+def gguf_parameter_count(path: Path) -> int:
+    """Parameters in a GGUF file, from its tensor descriptions (the weights are not read)."""
+    require_gguf_support()
+    from gguf import GGUFReader
+
+    return sum(int(tensor.n_elements) for tensor in GGUFReader(str(path)).tensors)
+
+
+def require_gguf_support() -> None:
+    """transformers reads GGUF files with the `gguf` package and needs `accelerate` to place their weights."""
+    import importlib.util
+
+    missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise Unavailable(f"Loading a GGUF file with transformers needs the {' and '.join(missing)} package(s): "
+                          f"pip install 'promptyard[gguf]'.", code="backend_missing", details={"missing": missing})
