@@ -63,6 +63,8 @@ def register_model(
         raise Unprocessable("'options' must be an object.", code="invalid_options", details={"field": "options"})
     if db.session.scalar(select(ModelConfig.id).where(ModelConfig.name == name)) is not None:
         raise Conflict(f"A model named '{name}' is already registered.", code="model_exists", details={"model": name})
+    if require_plugin:
+        _check_plugin_accepts(plugin, source, revision, quantization, options)
     row = ModelConfig(
         name=name, plugin=plugin, source=source, revision=revision, quantization=quantization,
         params=_check_params(params or {}), pricing=_check_pricing(pricing or {}), options=dict(options or {}),
@@ -75,6 +77,20 @@ def register_model(
         db.session.rollback()
         raise Conflict(f"A model named '{name}' is already registered.", code="model_exists") from exc
     return row
+
+
+def _check_plugin_accepts(plugin: str, source: str, revision: str | None, quantization: str | None,
+                          options: dict[str, Any] | None) -> None:
+    """Build the plugin once (it checks its source and options; nothing loads): what it refuses is a 422 now rather
+    than an `error` status later. A plugin that fails otherwise (a missing dependency) is still registered, with that
+    error as its status."""
+    try:
+        get_registry().create(plugin, source, revision=revision, quantization=quantization,
+                              options=dict(options or {}))
+    except Unprocessable:
+        raise
+    except Exception:  # noqa: BLE001 - reported by the model's status instead
+        return
 
 
 _MODEL_BY_NAME = select(ModelConfig).where(ModelConfig.name == bindparam("model_name"))
