@@ -18,6 +18,11 @@ from promptyard.server import serve_in_thread
 CHAT = [{"role": "user", "content": "Write add."}]
 
 
+def stored(text: str) -> str:
+    """Raw llama-cpp-python's text as the plugin gives it: without NUL, which PostgreSQL cannot store."""
+    return text.replace("\x00", "")
+
+
 def register(client, tiny_gguf, name="tiny-gguf", **extra):
     return client.post("/api/v1/models", json={"name": name, "plugin": "llamacpp", "source": str(tiny_gguf),
                                                 "options": {"n_threads": 1}, **extra})
@@ -39,7 +44,7 @@ def test_register_through_the_api_and_execute(client, tiny_gguf, raw):
                                                     "params": {"max_new_tokens": 16}}).get_json()
     assert first["status"] == "succeeded"
     theirs = raw.create_chat_completion(CHAT, max_tokens=16, temperature=0.0)
-    assert first["output"] == theirs["choices"][0]["message"]["content"]
+    assert first["output"] == stored(theirs["choices"][0]["message"]["content"])
     assert (first["tokens_in"], first["tokens_out"]) == (theirs["usage"]["prompt_tokens"], 16)
     again = client.post("/api/v1/executions", json={"model": "tiny-gguf", "input": CHAT,
                                                     "params": {"max_new_tokens": 16}}).get_json()
@@ -89,14 +94,14 @@ def test_v1_with_the_real_openai_client(app, client, tiny_gguf, raw):
         whole = oai.chat.completions.create(model="tiny-gguf", messages=CHAT, max_tokens=12, temperature=0,
                                             extra_body={"cache": False})
         expected = raw.create_chat_completion(CHAT, max_tokens=12, temperature=0.0)["choices"][0]["message"]
-        assert whole.choices[0].message.content == expected["content"]
+        assert whole.choices[0].message.content == stored(expected["content"])
         assert whole.usage.completion_tokens == 12 and whole.choices[0].finish_reason == "length"
         chunks = list(oai.chat.completions.create(model="tiny-gguf", messages=CHAT, max_tokens=12, temperature=0,
                                                   stream=True, extra_body={"cache": False}))
-        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected["content"]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == stored(expected["content"])
         completion = oai.completions.create(model="tiny-gguf", prompt="def add(a, b):", max_tokens=8)
-        assert completion.choices[0].text == raw.create_completion("def add(a, b):", max_tokens=8,
-                                                                   temperature=0.0)["choices"][0]["text"]
+        assert completion.choices[0].text == stored(raw.create_completion("def add(a, b):", max_tokens=8,
+                                                                          temperature=0.0)["choices"][0]["text"])
 
 
 def test_a_client_that_goes_away_mid_stream_cancels_the_generation(app, client, tiny_gguf):

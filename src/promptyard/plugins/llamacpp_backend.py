@@ -279,6 +279,11 @@ class LlamaCppPlugin(LLMPlugin):
         llm.reset()
         # Invalid UTF-8 is dropped, as llama-cpp-python's own completions drop it.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+
+        def text_of(data: bytes, final: bool = False) -> str:
+            # NUL too: byte tokens can spell it, no code means it, and PostgreSQL text columns cannot hold it.
+            return decoder.decode(data, final).replace("\x00", "")
+
         tokens_generated = llm.generate(tokens, reset=True, **sampling)
         try:
             for token in tokens_generated:
@@ -286,12 +291,12 @@ class LlamaCppPlugin(LLMPlugin):
                     tally.finish_reason = "stop"
                     break
                 tally.tokens_out += 1
-                piece = decoder.decode(llm.detokenize([token]))
+                piece = text_of(llm.detokenize([token]))
                 if piece:
                     yield piece
                 if tally.tokens_out >= max_new_tokens:
                     break
-            rest = decoder.decode(b"", final=True)
+            rest = text_of(b"", final=True)
             if rest:
                 yield rest
         finally:
