@@ -206,3 +206,12 @@ def tiny_t5_dir(tmp_path_factory):
 
     single_torch_thread()
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    """A tiny Qwen2 GGUF file (random weights, BPE tokenizer and ChatML template in its metadata)."""
+    from tests.fixtures.tiny_gguf import write_gguf
+
+    single_torch_thread()
+    return write_gguf(tmp_path_factory.mktemp("tiny-gguf") / "tiny-qwen2.gguf")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from promptyard.evals.datasets import load_humaneval, load_mbpp
-from promptyard.evals.prompting import code_to_run, completion_prompt, model_input, template_variables
+from promptyard.evals.prompting import (
+    EVALPLUS_INSTRUCTION,
+    EVALPLUS_RESPONSE,
+    code_to_run,
+    completion_prompt,
+    model_input,
+    run_params,
+    template_variables,
+)
 
 HUMANEVAL_0 = load_humaneval().tasks["HumanEval/0"]
 
@@ -15,17 +23,17 @@ def mbpp_2(mbpp_path):
     return load_mbpp(mbpp_path).get(2)
 
 
-def test_mbpp_chat_input_is_the_standard_prompt_with_every_test(mbpp_2):
-    [message] = model_input(mbpp_2, "chat")
-    assert message["role"] == "user"
-    assert message["content"] == (
-        "You are an expert Python programmer, and here is your task: Write a function to find the shared elements "
-        "from the given two lists. Your code should pass these tests:\n\n"
-        "assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))\n"
-        "assert set(similar_elements((1, 2, 3, 4),(5, 4, 3, 7))) == set((3, 4))\n"
-        "assert set(similar_elements((11, 12, 14, 13),(17, 15, 14, 13))) == set((13, 14))\n\n"
-        "Answer with the code in a ```python block."
-    )
+def test_mbpp_chat_input_is_evalplus_request_and_begun_answer(mbpp_2):
+    user, assistant = model_input(mbpp_2, "chat")
+    assert user == {"role": "user", "content": (
+        "Please provide a self-contained Python script that solves the following problem in a markdown code block:\n"
+        '```\n"""\nWrite a function to find the shared elements from the given two lists.\n'
+        'assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))\n"""\n```\n'
+    )}
+    assert assistant == {"role": "assistant", "content": (
+        "Below is a Python script with a self-contained function that solves the problem and passes corresponding "
+        "tests:\n```python\n"
+    )}
 
 
 def test_mbpp_completion_input_is_a_docstring_with_the_statement_and_first_test(mbpp_2):
@@ -36,10 +44,41 @@ def test_mbpp_completion_input_is_a_docstring_with_the_statement_and_first_test(
     )
 
 
-def test_humaneval_inputs_are_the_prompt_to_continue_or_a_request_for_the_function():
+def test_humaneval_inputs_are_the_prompt_to_continue_or_evalplus_request():
     assert model_input(HUMANEVAL_0, "completion") == HUMANEVAL_0.prompt
-    [message] = model_input(HUMANEVAL_0, "chat")
-    assert message["content"].endswith(f"```python\n{HUMANEVAL_0.prompt}```")
+    user, assistant = model_input(HUMANEVAL_0, "chat")
+    assert user["content"] == (f"{EVALPLUS_INSTRUCTION}\n```\n{HUMANEVAL_0.prompt.strip()}\n```\n")
+    assert assistant["content"] == f"{EVALPLUS_RESPONSE}\n```python\n"
+
+
+def test_chat_runs_get_evalplus_params_under_their_own():
+    assert run_params("chat", 1, None) == {"max_new_tokens": 768, "do_sample": False,
+                                           "stop": ["\n```\n", "\nif __name__", "\ndef main(", "\nprint("]}
+    assert run_params("chat", 1, {"max_new_tokens": 512})["max_new_tokens"] == 512
+    assert "do_sample" not in run_params("chat", 10, None)  # n samples must differ: greedy is not imposed
+    assert run_params("completion", 1, None) == {}
+    assert run_params("completion", 1, {"seed": 3}) == {"seed": 3}
+
+
+def test_a_continued_answer_is_the_code_inside_the_begun_fence():
+    # The model continued "```python\n" and stopped at the closing fence (a stop sequence, so not in the output).
+    raw = "from typing import List\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n" \
+          "\treturn any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])"
+    code = code_to_run(HUMANEVAL_0, raw, "chat")
+    assert code.startswith("from typing import List\n\ndef has_close_elements(")
+    assert "\n    return any(" in code  # EvalPlus's tab to four spaces
+
+
+def test_a_continued_answer_loses_its_own_top_level_tests():
+    raw = ("def has_close_elements(numbers, threshold):\n    return False\n\n"
+           "assert has_close_elements([1.0], 0.5) is True\nhas_close_elements([], 1.0)\nLIMIT = 3\n")
+    assert code_to_run(HUMANEVAL_0, raw, "chat") == (
+        "def has_close_elements(numbers, threshold):\n    return False\n\nLIMIT = 3\n")
+
+
+def test_an_answer_that_ignored_the_begun_fence_is_read_from_its_own_fences():
+    raw = "Sure, here it is:\n```python\ndef has_close_elements(numbers, threshold):\n    return True\n```\nDone."
+    assert code_to_run(HUMANEVAL_0, raw, "chat") == "def has_close_elements(numbers, threshold):\n    return True\n"
 
 
 def test_template_variables_for_each_style(mbpp_2):

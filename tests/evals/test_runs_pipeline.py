@@ -359,10 +359,12 @@ def test_mbpp_chat_run_takes_the_code_out_of_prose(app, client, mbpp, mbpp_path,
     assert len(samples) == 120
     assert all("Sure!" not in s["completion"] and "print(" not in s["completion"] for s in samples)
     for row in check_linked_executions(body["id"], model="coder"):
-        [message] = json.loads(row.rendered_input)
-        task = mbpp_task_shown(message["content"], mbpp)
-        assert f"here is your task: {task.text} Your code should pass these tests:" in message["content"]
-        assert all(test in message["content"] for test in task.test_list)
+        # EvalPlus's protocol: its request with the statement and first test, and the answer begun for the model.
+        request, begun = json.loads(row.rendered_input)
+        task = mbpp_task_shown(request["content"], mbpp)
+        assert f'```\n"""\n{task.text}\n{task.test_list[0]}\n"""\n```' in request["content"]
+        assert begun["role"] == "assistant" and begun["content"].endswith("```python\n")
+        assert row.params["max_new_tokens"] == 768 and row.params["do_sample"] is False
 
 
 def test_mbpp_run_with_the_starter_prompt_from_the_cli(app, cli, mbpp, mbpp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from promptyard.plugins.textgen import PROMPT_FORMATS, StopBuffer, cut_at_stop, plain_chat
+from promptyard.plugins.textgen import PROMPT_FORMATS, StopBuffer, cut_at_stop, plain_chat, render_chat
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
@@ -52,3 +52,36 @@ def test_bad_chat_messages_are_refused():
             prompt_to_text(bad, tokenizer=None, prompt_format=None)
         assert caught.value.code == "invalid_messages"
 
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def _render(messages, generation_prompt):
+    import jinja2
+
+    return jinja2.Template(CHATML).render(messages=messages, add_generation_prompt=generation_prompt)
+
+
+def test_render_chat_adds_the_generation_prompt_after_a_user_turn():
+    chat = [{"role": "user", "content": "Write add."}]
+    assert render_chat(chat, _render) == "<|im_start|>user\nWrite add.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_a_chat_ending_with_an_assistant_message_is_continued():
+    chat = [{"role": "user", "content": "Write add."}, {"role": "assistant", "content": "Here:\n```python\n"}]
+    assert render_chat(chat, _render) == (
+        "<|im_start|>user\nWrite add.<|im_end|>\n<|im_start|>assistant\nHere:\n```python\n")
+    assert plain_chat(chat) == "user: Write add.\nassistant: Here:\n```python\n"
+
+
+def test_a_template_that_drops_the_assistant_message_cannot_be_continued():
+    import pytest
+
+    from promptyard.errors import Unprocessable
+
+    chat = [{"role": "user", "content": "Write add."}, {"role": "assistant", "content": "Here:"}]
+    with pytest.raises(Unprocessable) as caught:
+        render_chat(chat, lambda messages, generation_prompt: "only the user: " + messages[0]["content"])
+    assert caught.value.code == "chat_template_error"

@@ -86,6 +86,16 @@ def test_chat_uses_the_tokenizers_chat_template(gpt2, tiny_gpt2_dir):
                                           do_sample=False)
 
 
+def test_a_chat_ending_with_an_assistant_message_is_continued(gpt2, tiny_gpt2_dir):
+    begun = CHAT + [{"role": "assistant", "content": "def total(xs):"}]
+    templated = gpt2.tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    continued = templated + "def total(xs):"
+    result = gpt2.generate(begun, GenerationParams(max_new_tokens=8))
+    assert result.tokens_in == len(gpt2.tokenizer(continued, add_special_tokens=False)["input_ids"])
+    assert result.text == direct_generate(tiny_gpt2_dir, AutoModelForCausalLM, continued, max_new_tokens=8,
+                                          do_sample=False)
+
+
 def test_chat_without_a_template_is_joined_or_uses_the_prompt_format(t5, tiny_t5_dir):
     assert t5.tokenizer.chat_template is None
     plain = "system: You write Python.\nuser: Sum a list.\nassistant:"

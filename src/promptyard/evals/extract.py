@@ -98,6 +98,40 @@ def extract_chat(text: str, entry_point: str | None = None, prompt: str | None =
     return _drop_echoed_prompt(code, prompt).strip("\n") + "\n"
 
 
+def extract_prefilled(text: str, entry_point: str | None = None, prompt: str | None = None,
+                      opened: str = "```python\n") -> str:
+    """Chat mode when the answer was begun for the model with an open fence: its text continues inside the fence.
+    A backend that ignored the begun answer (some servers do) answered afresh, with fences of its own."""
+    continued = extract_chat(opened + text, entry_point, prompt)
+    if parses(continued) and (entry_point is None or _defines(continued, entry_point)):
+        return continued
+    fresh = extract_chat(text, entry_point, prompt)
+    return fresh if code_blocks(text) else continued
+
+
+# Top-level statements kept from a chat answer, as EvalPlus's sanitizer keeps them: imports, definitions and
+# assignments; a model's own example calls, prints and asserts are dropped (a wrong assert would fail a right answer).
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+                ast.AnnAssign)
+
+
+def keep_definitions(code: str) -> str:
+    """The code's imports, definitions and assignments, in order; code that does not parse is left as it is."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code
+    if all(isinstance(node, _DEFINITIONS) for node in tree.body):
+        return code
+    lines = code.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if isinstance(node, _DEFINITIONS):
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+            kept.append("".join(lines[start:node.end_lineno]).rstrip("\n") + "\n")
+    return "\n".join(kept)
+
+
 def _looks_like_code(text: str) -> bool:
     return bool(re.search(r"^\s*(def |class |import |from |return |for |while |if )", text, re.M))
 

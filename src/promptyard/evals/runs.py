@@ -93,7 +93,8 @@ def create_run(
         dataset=dataset, dataset_path=dataset_path, model_name=model, prompt_name=prompt,
         version_id=version_row.id if version_row is not None else None,
         version_number=version_row.number if version_row is not None else None,
-        label=label, mode=mode, n=n, ks=ks, params=params, task_limit=limit, timeout=timeout,
+        label=label, mode=mode, n=n, ks=ks, params=prompting.run_params(mode, n, params), task_limit=limit,
+        timeout=timeout,
         progress_total=len(tasks) * n,
     )
     db.session.add(run)

@@ -51,8 +51,12 @@ def missing_weights_error(repo_id: str, model: str | None = None) -> Unavailable
     )
 
 
-def download_snapshot(repo_id: str, *, revision: str | None, cache_dir: str | None, progress: Progress) -> str:
-    """Download a hub model into the cache (tqdm bars, or a bytes callback) and return its folder; errors say how."""
+def download_snapshot(repo_id: str, *, revision: str | None, cache_dir: str | None, progress: Progress,
+                      allow_patterns: list[str] | None = None) -> str:
+    """Download a hub model into the cache (tqdm bars, or a bytes callback) and return its folder; errors say how.
+
+    `allow_patterns`: only the files matching these (one GGUF file of a repository holding several quantizations).
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -63,6 +67,8 @@ def download_snapshot(repo_id: str, *, revision: str | None, cache_dir: str | No
     )
 
     kwargs = {"revision": revision, "cache_dir": cache_dir}
+    if allow_patterns is not None:
+        kwargs["allow_patterns"] = allow_patterns
     if callable(progress):
         kwargs["tqdm_class"] = reporting_tqdm(progress)
     elif not progress:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from promptyard.errors import Unprocessable
 from promptyard.plugins.base import PromptInput, check_prompt
 
@@ -36,10 +38,34 @@ def fit_to_context(model: str, tokens_in: int, max_new_tokens: int, context_leng
                         details={"tokens_in": tokens_in, "context_length": context_length})
 
 
+# Marks where a begun assistant message ends once a chat template has written it (EvalPlus's way to prefill).
+CONTINUE_MARK = "-[[]]-promptyard-continues-here-[[]]-"
+
+
+def continues_answer(messages: list[dict[str, str]]) -> bool:
+    """A chat ending with an assistant message asks the model to continue that message (a prefill)."""
+    return bool(messages) and messages[-1].get("role") == "assistant"
+
+
+def render_chat(messages: list[dict[str, str]], render: Callable[[list[dict[str, str]], bool], str]) -> str:
+    """A chat through a template (`render(messages, add_generation_prompt)`): the template's generation prompt after
+    the messages, or, when the chat ends with an assistant message, the text up to where that message's content ends,
+    for the model to continue it."""
+    if not continues_answer(messages):
+        return render(messages, True)
+    marked = messages[:-1] + [{**messages[-1], "content": messages[-1]["content"] + CONTINUE_MARK}]
+    text = render(marked, False)
+    if CONTINUE_MARK not in text:
+        raise Unprocessable("The model's chat template leaves out the assistant message the chat ends with, so "
+                            "the model cannot continue it.", code="chat_template_error")
+    return text[:text.index(CONTINUE_MARK)]
+
+
 def plain_chat(messages: list[dict[str, str]]) -> str:
-    """A chat as plain text when the model has no chat format: one `role: content` line each, then `assistant:`."""
+    """A chat as plain text when the model has no chat format: one `role: content` line each, then `assistant:`
+    (or the begun assistant line the chat ends with)."""
     lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
-    return "\n".join(lines + ["assistant:"])
+    return "\n".join(lines if continues_answer(messages) else lines + ["assistant:"])
 
 
 def prompt_to_text(prompt: PromptInput, tokenizer, prompt_format: str | None) -> tuple[str, bool]:
@@ -50,9 +76,10 @@ def prompt_to_text(prompt: PromptInput, tokenizer, prompt_format: str | None) ->
     template = getattr(tokenizer, "chat_template", None) or PROMPT_FORMATS.get(prompt_format or "", prompt_format)
     if template:
         try:
-            text = tokenizer.apply_chat_template(
-                prompt, chat_template=template, tokenize=False, add_generation_prompt=True
-            )
+            text = render_chat(prompt, lambda messages, generation_prompt: tokenizer.apply_chat_template(
+                messages, chat_template=template, tokenize=False, add_generation_prompt=generation_prompt))
+        except Unprocessable:
+            raise
         except Exception as exc:  # noqa: BLE001 - templates raise anything (jinja errors, raise_exception(...))
             raise Unprocessable(f"The model's chat template refused these messages: {exc}",
                                 code="chat_template_error") from exc

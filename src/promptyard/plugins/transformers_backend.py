@@ -25,6 +25,7 @@ from promptyard.plugins.base import (
     Progress,
     PromptInput,
 )
+from promptyard.plugins.gguf_files import cached_gguf_folder, gguf_location, gguf_parameter_count, require_gguf_support
 from promptyard.plugins.hf_files import (
     cached_snapshot,
     download_snapshot,
@@ -99,7 +100,8 @@ def _serve_calls(calls: queue.SimpleQueue) -> None:
 
 class TransformersPlugin(LLMPlugin):
     """A transformers model. Options: trust_remote_code, device, dtype, prompt_format, cache_dir, max_batch_size,
-    adapter (a PEFT adapter folder applied on top) and merge_adapter."""
+    adapter (a PEFT adapter folder applied on top), merge_adapter, and gguf_file (a GGUF file in the folder or hub
+    repository, dequantized by transformers; a .gguf source names it directly)."""
 
     name = "transformers"
     description = "Hugging Face transformers: causal or seq2seq models from a hub id or a local folder."
@@ -122,6 +124,8 @@ class TransformersPlugin(LLMPlugin):
                 code="invalid_quantization", details={"quantization": quantization},
             )
         self.bits = QUANTIZATIONS[key]
+        # A GGUF model: the folder (or hub repository) holding the file, and the file's name in it.
+        self.folder_source, self.gguf_file = gguf_location(source, self.options.get("gguf_file"))
         self.model = None
         self.tokenizer = None
         self.config = None
@@ -148,12 +152,20 @@ class TransformersPlugin(LLMPlugin):
 
     def _model_path(self) -> str:
         """The folder to load from: the local folder, or the cached hub snapshot (never the network)."""
-        folder = local_folder(self.source)
+        folder = local_folder(self.folder_source)
         if folder is not None:
+            if self.gguf_file and not (folder / self.gguf_file).is_file():
+                raise NotFound(f"There is no GGUF file '{self.gguf_file}' in '{folder}'.",
+                               code="model_path_not_found", details={"source": self.source})
             return str(folder)
-        if looks_like_path(self.source):
+        if looks_like_path(self.folder_source):
             raise NotFound(f"There is no model folder at '{self.source}'.", code="model_path_not_found",
                            details={"source": self.source})
+        if self.gguf_file:
+            snapshot = cached_gguf_folder(self.source, self.gguf_file, self.revision, self.cache_dir)
+            if snapshot is None:
+                raise missing_weights_error(self.source)
+            return str(snapshot)
         snapshot = cached_snapshot(self.source, self.revision, self.cache_dir)
         if snapshot is None:
             raise missing_weights_error(self.source)
@@ -164,22 +176,27 @@ class TransformersPlugin(LLMPlugin):
             return "loaded"
         if self.last_error:
             return "error"
-        folder = local_folder(self.source)
+        folder = local_folder(self.folder_source)
         if folder is not None:
-            return "available" if (folder / "config.json").is_file() else "error"
-        if looks_like_path(self.source):
+            wanted = self.gguf_file or "config.json"
+            return "available" if (folder / wanted).is_file() else "error"
+        if looks_like_path(self.folder_source):
             return "error"
+        if self.gguf_file:
+            cached = cached_gguf_folder(self.source, self.gguf_file, self.revision, self.cache_dir)
+            return "available" if cached else "not_downloaded"
         return "available" if cached_snapshot(self.source, self.revision, self.cache_dir) else "not_downloaded"
 
     def download(self, progress: Progress = True) -> str:
         """Fetch the weights into the Hugging Face cache (a local folder needs nothing); returns the folder."""
-        folder = local_folder(self.source)
+        folder = local_folder(self.folder_source)
         if folder is not None:
             return str(folder)
-        if looks_like_path(self.source):
+        if looks_like_path(self.folder_source):
             raise NotFound(f"There is no model folder at '{self.source}'.", code="model_path_not_found",
                            details={"source": self.source})
-        path = download_snapshot(self.source, revision=self.revision, cache_dir=self.cache_dir, progress=progress)
+        path = download_snapshot(self.source, revision=self.revision, cache_dir=self.cache_dir, progress=progress,
+                                 allow_patterns=[self.gguf_file] if self.gguf_file else None)
         self.last_error = None
         return path
 
@@ -189,7 +206,8 @@ class TransformersPlugin(LLMPlugin):
         from transformers import AutoConfig
 
         try:
-            return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code)
+            return AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=self.trust_remote_code,
+                                              **self._gguf_kwargs())
         except ValueError as exc:
             if "trust_remote_code" in str(exc):
                 raise Unprocessable(
@@ -206,6 +224,13 @@ class TransformersPlugin(LLMPlugin):
                 f"'{self.source}' has no readable config.json: {exc}", code="invalid_model",
                 details={"source": self.source},
             )) from exc
+
+    def _gguf_kwargs(self) -> dict[str, Any]:
+        """What from_pretrained needs to read a GGUF file (it dequantizes the weights and builds the tokenizer)."""
+        if not self.gguf_file:
+            return {}
+        require_gguf_support()
+        return {"gguf_file": self.gguf_file}
 
     def _remember(self, error: Exception) -> Exception:
         self.last_error = str(error)
@@ -224,15 +249,16 @@ class TransformersPlugin(LLMPlugin):
             model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
             kwargs: dict[str, Any] = {
                 "local_files_only": True, "trust_remote_code": self.trust_remote_code, "dtype": dtype,
+                **self._gguf_kwargs(),
             }
             if quantization_config is not None:
                 kwargs.update(quantization_config=quantization_config, device_map={"": device.index or 0})
             try:
                 model = apply_adapter(model_class.from_pretrained(path, **kwargs), self.options)
                 tokenizer = AutoTokenizer.from_pretrained(
-                    path, local_files_only=True, trust_remote_code=self.trust_remote_code
+                    path, local_files_only=True, trust_remote_code=self.trust_remote_code, **self._gguf_kwargs()
                 )
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, ImportError) as exc:
                 raise self._remember(Unprocessable(
                     f"Could not load '{self.source}': {exc}", code="invalid_model", details={"source": self.source}
                 )) from exc
@@ -272,7 +298,8 @@ class TransformersPlugin(LLMPlugin):
 
         if self.tokenizer is None:
             self.tokenizer = AutoTokenizer.from_pretrained(
-                self._model_path(), local_files_only=True, trust_remote_code=self.trust_remote_code
+                self._model_path(), local_files_only=True, trust_remote_code=self.trust_remote_code,
+                **self._gguf_kwargs()
             )
         return self.tokenizer
 
@@ -314,6 +341,8 @@ class TransformersPlugin(LLMPlugin):
         try:
             folder = Path(self._model_path())
             _, dtype = choose_device_and_dtype(self.options)
+            if self.gguf_file:  # dequantized: every parameter in the dtype it loads in
+                return int(gguf_parameter_count(folder / self.gguf_file) * bytes_per_parameter(self.bits, dtype))
             return estimated_weight_bytes(folder, bytes_per_parameter(self.bits, dtype))
         except (NotFound, Unavailable, Unprocessable, OSError, ValueError, KeyError):
             return 0  # missing or unreadable files: load() reports what is wrong with them
