@@ -193,7 +193,7 @@ def test_a_backend_down_for_good_fails_the_run_and_the_cli_resumes_it(app, adds,
     assert result.exit_code == 1
     body = json.loads(result.stdout)
     assert body["status"] == "failed" and "3 times in a row" in body["error"]
-    assert f"eval run --resume {body['id']}" in result.stderr
+    assert f"eval resume {body['id']}" in result.stderr
     # Two answered; the three failures in a row that stopped it are not saved (the resume generates them).
     assert body["progress"]["generated"] == 2 and body["generation_failures"] == 0
     kept = {s.task_id: s.id for s in samples_of(body["id"])}

@@ -24,4 +24,4 @@ def test_running_rows_are_marked_failed_and_finished_ones_are_left_alone(app):
 def test_recovery_runs_as_a_startup_hook(app):
     start_record(model_name="m", rendered_input="x")
     report = run_startup_hooks()
-    assert "promptyard.execution.recovery:recover_interrupted: 1 interrupted execution(s) marked failed" in report
+    assert "interrupted executions: 1 interrupted execution(s) marked failed" in report

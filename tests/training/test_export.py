@@ -111,7 +111,7 @@ def test_push_uploads_the_export_through_the_hub_api(cli, tuned, hub, tmp_path):
 
 def test_bad_exports_are_refused_and_write_nothing(client, tuned, trainable_gpt2_dir, tmp_path):
     register_model("plain", "transformers", str(trainable_gpt2_dir))
-    register_model("remote", "openai-compatible", "http://127.0.0.1:9/v1")
+    register_model("remote", "openai-compatible", "http://127.0.0.1:9/v1", options={"model": "served"})
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")

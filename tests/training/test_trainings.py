@@ -170,7 +170,7 @@ def test_cancel_of_a_queued_training_and_of_a_finished_one(app, client, base, ti
 def test_bad_input_is_refused_before_anything_is_written(app, client, base, tiny_dataset, tiny_t5_dir, body,
                                                          status, code):
     register_model("gguf-model", "transformers", "/models/qwen.Q4_K_M.gguf")
-    register_model("remote", "openai-compatible", "http://127.0.0.1:9/v1")
+    register_model("remote", "openai-compatible", "http://127.0.0.1:9/v1", options={"model": "served"})
     register_model("t5", "transformers", str(tiny_t5_dir))
     models_before = db.session.scalar(select(func.count()).select_from(ModelConfig))
     request = {"base_model": base, "name": "tiny-new", "method": "sft",
@@ -206,7 +206,7 @@ def test_cli_cancel_and_resume(app, cli, base, tiny_dataset):
 def test_startup_resumes_trainings_a_restart_left_behind(app, base, tiny_dataset):
     from promptyard.startup import STARTUP_HOOKS
 
-    assert "promptyard.training.runs:resume_interrupted_trainings" in STARTUP_HOOKS
+    assert "promptyard.training.runs:resume_interrupted_trainings" in dict(STARTUP_HOOKS)
     row = runs.create_training(base, "tiny-restarted", "sft", {"source": "dataset", "dataset": tiny_dataset},
                                {"max_steps": 2, "per_device_train_batch_size": 4}, submit=False)
     row.status = "running"  # as a crash mid-training leaves it

@@ -107,6 +107,8 @@ def _one_at_a_time(generate: Generator, run: EvalRun, samples: list[tuple[Task, 
         try:
             answers.append(generate(run, task, index))
         except PromptyardError as exc:  # anything else is a bug, and fails the run
+            if stopping.caused_by_shutdown(exc):
+                raise  # the process is stopping, not the sample failing: the run stays resumable
             answers.append(Failed(exc))
     return answers
 
@@ -142,6 +144,9 @@ def _retry_delay(attempt: int, errors: list[PromptyardError]) -> float:
 
 def _with_retries(attempt: Callable[[list], list[Answer]], samples: list) -> list[Answer]:
     answers = attempt(samples)
+    for answer in answers:
+        if isinstance(answer, Failed) and stopping.caused_by_shutdown(answer.error):
+            raise answer.error  # the process is stopping, not the sample failing: the run stays resumable
     for retry in range(int(_setting("PROMPTYARD_EVAL_RETRIES"))):
         again = [i for i, a in enumerate(answers) if isinstance(a, Failed) and transient(a.error)]
         if not again:
