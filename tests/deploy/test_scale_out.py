@@ -102,7 +102,10 @@ def topology(fresh_postgres, redis_url, tmp_path):
     env = clean_env(DATABASE_URL=fresh_postgres, REDIS_URL=redis_url, PROMPTYARD_BROKER_URL=redis_url,
                     PROMPTYARD_HOME=str(tmp_path / "home"), PROMPTYARD_LEASE_TTL_S="2",
                     PROMPTYARD_RATE_LIMIT_PREFIX=f"scale-{uuid.uuid4().hex}", PROMPTYARD_LOG_FORMAT="json",
-                    PROMPTYARD_EVAL_WORKERS="1")
+                    PROMPTYARD_EVAL_WORKERS="1",
+                    # One sample a batch, so each sample is saved as it is generated and the kill below lands
+                    # between known samples (runs save a whole batch at a time).
+                    PROMPTYARD_EVAL_BATCH_SIZE="1")
     started: list[subprocess.Popen] = []
 
     def start_api() -> str:

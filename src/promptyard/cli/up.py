@@ -15,7 +15,6 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 
-
 @click.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind the API (and UI) to.")
 @click.option("--api-port", default=5000, show_default=True, type=int, help="Port of the REST API.")
@@ -86,6 +85,7 @@ def warn_if_ephemeral() -> None:
 def _serve_single_port(app, host: str, port: int, workers: int, threads: int, no_ui: bool) -> int:
     """Prepare the database once, then run the nginx + gunicorn + Streamlit unit until a signal or a death."""
     from promptyard.deploy.unit import UnitError, UnitSettings, check_port_free, run_unit, ui_available
+    from promptyard.startup import prepare_database
 
     try:
         check_port_free(host, port)

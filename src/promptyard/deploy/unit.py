@@ -101,7 +101,8 @@ class Unit:
                     "promptyard.deploy.wsgi:app"],
         }
         if self.ui_port is not None:
-            entry = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+            # ui/launch/app.py has no pages/ folder beside it, so a direct link to a page shows the navigation.
+            entry = Path(__file__).resolve().parent.parent / "ui" / "launch" / "app.py"
             commands["ui"] = [sys.executable, "-m", "streamlit", "run", str(entry), "--server.port", str(self.ui_port),
                               "--server.address", "127.0.0.1", "--server.headless", "true",
                               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
