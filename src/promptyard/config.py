@@ -105,12 +105,12 @@ def from_environment() -> dict[str, Any]:
         raw = os.environ.get(f.name)
         if raw in (None, ""):
             continue
-        if f.type in ("int", int):
+        if f.type in ("int", int, "int | None"):
             try:
                 values[f.name] = int(raw)
             except ValueError:
                 raise ValueError(f"{f.name} must be a whole number, not {raw!r}.") from None
-        elif f.type in ("float", float):
+        elif f.type in ("float", float, "float | None"):
             try:
                 values[f.name] = float(raw)
             except ValueError:

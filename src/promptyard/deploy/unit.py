@@ -91,6 +91,8 @@ class Unit:
             "PROMPTYARD_BIND_HOST": s.host,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "PROMPTYARD_API_URL": f"http://127.0.0.1:{self.api_port}",
+            # Each gunicorn worker's admission gate (api/admission.py) keeps some of its threads for reads.
+            "PROMPTYARD_SERVER_THREADS": str(s.threads),
         }
 
     def commands(self) -> dict[str, list[str]]:
