@@ -179,9 +179,16 @@ class _Worker:
 
     def finish(self) -> None:
         """No more jobs: the worker exits once its current one is done."""
-        for close in (self.proc.stdin.close, lambda: os.close(self.tests)):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        # Closed once only: close() calls finish() again, and a second os.close() on the number would close
+        # whatever file another thread opened under it since (a database connection, a pipe).
+        tests, self.tests = self.tests, -1
+        if tests >= 0:
             try:
-                close()
+                os.close(tests)
             except OSError:
                 pass
 
