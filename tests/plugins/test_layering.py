@@ -46,3 +46,12 @@ def test_importing_the_plugins_pulls_in_neither_flask_nor_the_database():
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN_TOP!r}))"
     )
     assert run_python(script).strip() == "[]"
+
+
+def test_the_prompt_library_never_imports_the_evaluation_layer_and_the_pipeline_checks_import_no_pipeline():
+    """evals/ builds on prompts/, and execution/pipeline.py on execution/checks.py: the reverse would be a cycle."""
+    package = Path(promptyard.plugins.__file__).parent.parent
+    prompts = {path.name: sorted(name for name in imported_modules(path) if name.startswith("promptyard.evals"))
+               for path in sorted((package / "prompts").glob("*.py"))}
+    assert {name: found for name, found in prompts.items() if found} == {}
+    assert "promptyard.execution.pipeline" not in imported_modules(package / "execution" / "checks.py")

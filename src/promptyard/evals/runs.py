@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select
 
 from promptyard.db import db, utcnow
 from promptyard.db.eval_models import EvalRun, EvalSample
+from promptyard.db.eval_queries import pass_rate_by_version  # noqa: F401 - part of this module's interface
 from promptyard.db.models import PromptVersion
 from promptyard.errors import Conflict, NotFound, Unprocessable
 from promptyard.evals import lease, passk, prompting, stopping
@@ -313,20 +314,6 @@ def resume_interrupted_runs() -> str:
         run.job_id = jobs.submit("promptyard.evals.runs:execute_run", run.id)
     db.session.commit()
     return f"resumed {len(rows)} evaluation run(s)"
-
-
-def pass_rate_by_version(version_ids: list[int]) -> dict[int, dict]:
-    """{version_id: {"passed": n, "total": m}} over the samples of finished runs scored against each version."""
-    if not version_ids:
-        return {}
-    rows = db.session.execute(
-        select(EvalRun.version_id, func.count(EvalSample.id), func.sum(case((EvalSample.passed.is_(True), 1), else_=0)))
-        .join(EvalSample, EvalSample.run_id == EvalRun.id)
-        .where(EvalRun.version_id.in_(version_ids), EvalRun.status == "succeeded")
-        .group_by(EvalRun.version_id)
-    ).all()
-    found = {vid: {"passed": int(passed or 0), "total": int(total)} for vid, total, passed in rows}
-    return {vid: found.get(vid, {"passed": 0, "total": 0}) for vid in version_ids}
 
 
 def _generated_counts(run_ids: list[int]) -> dict[int, tuple[int, int]]:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Row
 
 from promptyard.db.models import ModelConfig
 from promptyard.errors import Unprocessable
+from promptyard.execution.request import ExecutionRequest
 from promptyard.execution.resolve import ResolvedPrompt
 from promptyard.plugins.base import GenerationParams, LLMPlugin, PromptInput, generation_fields, validate_params
 from promptyard.plugins.textgen import fit_to_context
 
-if TYPE_CHECKING:
-    from promptyard.execution.pipeline import ExecutionRequest
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 SOURCES = ("api", "v1", "eval", "cli", "ui")

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from concurrent.futures import Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from flask import current_app
@@ -41,6 +41,7 @@ from promptyard.execution.records import (
     record_complete,
     start_record,
 )
+from promptyard.execution.request import ExecutionRequest  # noqa: F401 - callers import it from here too
 from promptyard.execution.resolve import ResolvedPrompt, resolve_prompt
 from promptyard.models.service import get_plugin, model_settings, plugin_spec
 from promptyard.monitoring import metrics
@@ -49,21 +50,6 @@ from promptyard.plugins.base import Generation, GenerationParams, LLMPlugin, Pro
 log = logging.getLogger(__name__)
 
 CANCELLED_REASON = "cancelled: the client went away before the generation finished"
-
-
-@dataclass
-class ExecutionRequest:
-    model: str
-    prompt: str | None = None          # library prompt name
-    version: int | None = None
-    label: str | None = None
-    experiment: str | None = None      # with subject: the experiment's sticky arm picks the version
-    subject: str | None = None
-    variables: dict = field(default_factory=dict)
-    input: str | list[dict] | None = None   # raw input (text or chat messages) when no prompt
-    params: dict = field(default_factory=dict)   # over the prompt version's params, over the model's params
-    cache: bool | str = True           # True: deterministic requests only; "always": sampled too; False: off
-    source: str = "api"                # api | v1 | eval | cli | ui
 
 
 @dataclass

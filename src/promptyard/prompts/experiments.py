@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from promptyard.db import db, utcnow
+from promptyard.db.eval_queries import pass_rate_by_version
 from promptyard.db.models import (
     Execution,
     Experiment,
@@ -345,9 +346,6 @@ def _verdict(
 
 def _pass_rates(version_ids: list[int]) -> dict[int, float | None]:
     """Evaluation pass rate per version that finished evaluation runs have scored."""
-    # Imported here: evals depends on the prompt library, so a module-level import would be circular.
-    from promptyard.evals.runs import pass_rate_by_version
-
     scored = pass_rate_by_version(version_ids)
     return {
         version_id: counts["passed"] / counts["total"]
