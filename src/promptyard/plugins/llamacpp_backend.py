@@ -347,17 +347,9 @@ class LlamaCppPlugin(LLMPlugin):
             self._check_open(llm)
             pieces = self._pieces(llm, tokens, params, max_new_tokens, tally)
             try:  # a consumer that goes away closes this generator: `pieces` closes and generation ends
-                for piece in pieces:
-                    delta = buffer.feed(piece)
-                    if delta:
-                        first_token_ms = first_token_ms if first_token_ms is not None else _ms(started)
-                        yield delta
-                    if buffer.stopped:
-                        break
-                rest = buffer.flush()
-                if rest:
+                for delta in buffer.stream(pieces):
                     first_token_ms = first_token_ms if first_token_ms is not None else _ms(started)
-                    yield rest
+                    yield delta
             finally:
                 pieces.close()
         return Generation(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from promptyard.errors import Unprocessable
 from promptyard.plugins.base import PromptInput, check_prompt
@@ -122,6 +122,18 @@ class StopBuffer:
             self.text = cut
             return self._emit(len(cut))
         return self._emit(max(self.emitted, len(self.text) - self.hold))
+
+    def stream(self, pieces: Iterable[str]) -> Iterator[str]:
+        """The text to emit as `pieces` arrive (never empty), up to the first stop sequence, then the rest held back."""
+        for piece in pieces:
+            delta = self.feed(piece)
+            if delta:
+                yield delta
+            if self.stopped:
+                break
+        rest = self.flush()
+        if rest:
+            yield rest
 
     def flush(self) -> str:
         """Everything not emitted yet, cut at the first stop (generation ended)."""

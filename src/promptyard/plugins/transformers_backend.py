@@ -488,17 +488,9 @@ class TransformersPlugin(LLMPlugin):
         buffer = StopBuffer(params.stop)
         worker = self._generation_thread.submit(run)
         try:
-            for piece in streamer:
-                delta = buffer.feed(piece)
-                if delta:
-                    first_token_ms = first_token_ms if first_token_ms is not None else _ms(started)
-                    yield delta
-                if buffer.stopped:
-                    break
-            rest = buffer.flush()
-            if rest:
+            for delta in buffer.stream(streamer):
                 first_token_ms = first_token_ms if first_token_ms is not None else _ms(started)
-                yield rest
+                yield delta
         finally:
             # Reached on normal end, on a stop sequence and when the consumer closes the stream (GeneratorExit):
             # the cancel criterion ends generation at the next token.

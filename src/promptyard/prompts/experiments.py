@@ -175,13 +175,19 @@ def _check_subject(subject: str) -> None:
 
 def peek_arm(name: str, subject: str) -> ExperimentArm:
     """The subject's arm without recording it: the recorded one, else the one assign_arm would record."""
+    return _arm_for(name, subject)[1]
+
+
+def _arm_for(name: str, subject: str) -> tuple[Experiment, ExperimentArm, bool]:
+    """The experiment, the subject's arm and whether it is recorded already (else the hash picks it, which a
+    stopped experiment refuses)."""
     _check_subject(subject)
     experiment = get_experiment(name)
     existing = _recorded_arm(experiment.id, subject)
     if existing is not None:
-        return existing
+        return experiment, existing, True
     _check_running(experiment)
-    return pick_arm(list(experiment.arms), bucket(experiment.name, subject))
+    return experiment, pick_arm(list(experiment.arms), bucket(experiment.name, subject)), False
 
 
 def _check_running(experiment: Experiment) -> None:
@@ -195,13 +201,9 @@ def _check_running(experiment: Experiment) -> None:
 
 def assign_arm(name: str, subject: str) -> ExperimentArm:
     """The subject's arm: recorded on first sight, the same one on every later call."""
-    _check_subject(subject)
-    experiment = get_experiment(name)
-    existing = _recorded_arm(experiment.id, subject)
-    if existing is not None:
-        return existing
-    _check_running(experiment)
-    arm = pick_arm(list(experiment.arms), bucket(experiment.name, subject))
+    experiment, arm, recorded = _arm_for(name, subject)
+    if recorded:
+        return arm
     try:
         with db.session.begin_nested():
             db.session.add(ExperimentAssignment(experiment_id=experiment.id, arm_id=arm.id, subject=subject))
