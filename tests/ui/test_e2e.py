@@ -142,9 +142,21 @@ def choose(page, option: str) -> None:
 
 
 def pick(page, label: str, option: str) -> None:
-    """Choose `option` in the Streamlit selectbox labelled `label`."""
-    page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option).first.click()
+    """Choose `option` in the Streamlit selectbox labelled `label`. A list opened while the page is still rerunning
+    (right after a form added the option) shows the old options: close it and open it again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text=label).first
+    choice = page.get_by_role("option", name=option).first
+    for _ in range(3):
+        box.click()
+        try:
+            choice.wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            settle(page)
+    choice.click()
     settle(page)
 
 
