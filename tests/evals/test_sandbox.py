@@ -297,9 +297,29 @@ def test_a_pass_is_only_the_exact_passed_line():
 
 
 def test_killing_the_parent_does_not_pass(box):
+    # The parent is the worker's forker (forker.py).
+    report = isolation_of(box)
+    result = run(box, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef f():\n    return 1\n",
+                 "assert f() == 2\n")
+    assert result.verdict != "passed"
+    if report["pid_namespace"] or report["uid"]:
+        # Another uid: out of the sample's reach.
+        assert result.exception == "PermissionError"
+    else:
+        # Same uid, no namespace: the forker really is killed (and the sample with it, unless the tests were
+        # faster), and replaced.
+        assert result.verdict in ("crashed", "failed"), result.detail
+        assert result.verdict == "failed" or "forker" in result.detail
+    assert run(box, "x = 1\n", "assert x == 1\n").verdict == "passed"
+
+
+def test_killing_the_worker_does_not_pass(box):
     report = isolation_of(box)
     folders = {worker.scratch for worker in box._all}
-    result = run(box, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef f():\n    return 1\n",
+    # The worker is the forker's parent; in a PID namespace it is PID 1 (and other uids' /proc entries are hidden).
+    worker_pid = "1" if report["pid_namespace"] else \
+        "int(open(f'/proc/{os.getppid()}/stat').read().rsplit(')', 1)[1].split()[1])"
+    result = run(box, f"import os, signal\nos.kill({worker_pid}, signal.SIGKILL)\ndef f():\n    return 1\n",
                  "assert f() == 2\n")
     assert result.verdict != "passed"
     if report["pid_namespace"] or report["uid"]:

@@ -351,6 +351,29 @@ def test_the_verdict_waits_for_the_judge_not_for_the_solution():
     assert killed.verdict == "crashed" and "SIGKILL" in killed.detail
 
 
+def test_a_sample_cannot_change_the_pipes_the_next_sample_gets():
+    # A solution's stdout, stderr and bridge to the judge are the same open pipes from one sample to the next (see
+    # forker.py): one sample makes them non-blocking, appending, signal-driven and tiny; the next must not notice.
+    meddle = (
+        "import fcntl, os\n"
+        "for fd in (1, 2, 3, 4):\n"
+        "    fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK | os.O_APPEND | os.O_ASYNC)\n"
+        "    try:\n"
+        "        fcntl.fcntl(fd, 1031, 4096)\n"  # F_SETPIPE_SZ: one page
+        "    except OSError:\n"
+        "        pass\n"
+        "def f(x):\n"
+        "    return x\n"
+    )
+    honest = "import sys\nprint('x' * 300_000)\nprint('y' * 300_000, file=sys.stderr)\ndef f(x):\n    return [x] * 2000\n"
+    tests = "for i in range(300):\n    assert f(i) == [i] * 2000\n"
+    with Sandbox(1) as box:
+        assert run(box, meddle, "assert f(1) == 1\n").verdict == "passed"
+        result = run(box, honest, tests)
+    assert result.verdict == "passed", result.detail
+    assert sorted(result.truncated) == ["stderr", "stdout"]
+
+
 def test_the_solution_cannot_signal_or_trace_the_judge(sandbox):
     probe = (
         "import os, signal\n"

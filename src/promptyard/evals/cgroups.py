@@ -1,9 +1,9 @@
 """One memory and process budget per sample, for all its processes together: a cgroup per sandbox worker.
 
-The worker joins its cgroup once, so every solution process it forks is in it from birth (moving each one in
-cost ~0.4 ms of CPU per sample); each solution process raises its own oom_score_adj to 1000, so an over-budget
-sample is what the kernel kills first, before the (small) worker. The judge leaves for the parent cgroup: it is not the sample's. cgroup v1 (`memory` and `pids`
-controllers) and v2 are both supported.
+The worker's forker (forker.py) joins its cgroup once, so every solution process it forks is in it from birth
+(moving each one in cost ~0.4 ms of CPU per sample); each solution process raises its own oom_score_adj to 1000, so
+an over-budget sample is what the kernel kills first, before the (small) forker. The worker and the judge stay
+outside: they are not the sample's. cgroup v1 (`memory` and `pids` controllers) and v2 are both supported.
 """
 
 from __future__ import annotations
@@ -44,26 +44,19 @@ def _bases() -> dict[str, str]:
 
 
 class Budget:
-    """A worker's cgroup(s): `join()` (in a sample's process, as root) moves the caller in; `oom_kills()` counts
-    the processes the kernel killed for going over the memory budget."""
+    """A worker's cgroup(s): `join()` (as root) moves the caller in; `counters()` counts the processes the kernel
+    killed for going over the memory budget."""
 
-    def __init__(self, version: str, folders: list[str], procs: list[int], parents: list[int],
-                 counters: list[tuple[int, str]]) -> None:
+    def __init__(self, version: str, folders: list[str], procs: list[int], counters: list[tuple[int, str]]) -> None:
         self.version = version
         self.folders = folders
         self._procs = procs
-        self._parents = parents
         # (fd, key): the OOM kills and the times usage hit the limit; key None for a file holding one number.
         self._counters = counters
 
     def join(self) -> None:
         for fd in self._procs:
             os.write(fd, b"0")  # "0": the writing process itself, in whatever PID namespace it is
-
-    def leave(self) -> None:
-        """Move the calling process back to the parent cgroup (the judge: it is not the sample's)."""
-        for fd in self._parents:
-            os.write(fd, b"0")
 
     def counters(self) -> tuple[int, ...]:
         """(processes the OOM killer killed, times the usage hit the limit), cumulative."""
@@ -100,17 +93,15 @@ def create(name: str, memory: int, processes: int) -> Budget:
         except OSError:
             pass
     procs.append(os.open(f"{memory_folder}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-    parents = [os.open(f"{bases['memory']}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)]
     if "pids" in bases:
         pids_folder = f"{bases['pids']}/{name}"
         os.mkdir(pids_folder, 0o755)
         folders.append(pids_folder)
         _write(f"{pids_folder}/pids.max", str(processes))
         procs.append(os.open(f"{pids_folder}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-        parents.append(os.open(f"{bases['pids']}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
     counters = [(os.open(f"{memory_folder}/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC), "oom_kill"),
                 (os.open(f"{memory_folder}/memory.failcnt", os.O_RDONLY | os.O_CLOEXEC), None)]
-    return Budget("v1" if "pids" in bases else "v1 (memory only)", folders, procs, parents, counters)
+    return Budget("v1" if "pids" in bases else "v1 (memory only)", folders, procs, counters)
 
 
 def _create_v2(base: str, name: str, memory: int, processes: int) -> Budget:
@@ -129,9 +120,8 @@ def _create_v2(base: str, name: str, memory: int, processes: int) -> Budget:
             pass
     _write(f"{folder}/pids.max", str(processes))
     procs = [os.open(f"{folder}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)]
-    parents = [os.open(f"{base}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)]
     events = os.open(f"{folder}/memory.events", os.O_RDONLY | os.O_CLOEXEC)
-    return Budget("v2", [folder], procs, parents, [(events, "oom_kill"), (events, "max")])
+    return Budget("v2", [folder], procs, [(events, "oom_kill"), (events, "max")])
 
 
 def remove(name: str) -> None:

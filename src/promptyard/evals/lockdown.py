@@ -37,11 +37,11 @@ def _claim_uids() -> None:
 
 
 def _budget(memory: int, processes: int, name: str) -> None:
-    """The cgroup all of a sample's processes share (created before the root is swapped: /sys is not in it)."""
+    """The cgroup all of a sample's processes share (created before the root is swapped: /sys is not in it). The
+    worker stays outside: its forker joins it, so every solution process is born in it (see forker.py)."""
     try:
-        # +2: the worker itself (and, until it forks into its PID namespace, its parent) counts too.
-        STATE["budget"] = cgroups.create(name, memory, processes + 2)
-        STATE["budget"].join()  # every solution process is forked into it (see cgroups.py)
+        # +1: the forker counts too.
+        STATE["budget"] = cgroups.create(name, memory, processes + 1)
     except OSError as exc:
         where = f" on {exc.filename}" if exc.filename else ""
         STATE["no_budget"] = (f"no cgroup for a per-sample budget ({exc.strerror or exc}{where}): memory is bounded per "

@@ -8,6 +8,11 @@ import select
 import signal
 import time
 
+if __package__:
+    from promptyard.evals.forker import ForkerLost
+else:
+    from forker import ForkerLost  # type: ignore[no-redef]
+
 
 class Run:
     """What supervising one sample found."""
@@ -21,19 +26,23 @@ class Run:
         self.judge_status: int | None = None
         # The judge died, overran the deadline or could not be told the solution ended: it is started anew.
         self.judge_lost = False
+        # The forker died or stopped answering: no wait status for the solution; it is started anew.
+        self.forker_lost = False
 
 
-def supervise(solution: int, judge, out: int, err: int, cap: int, deadline: float, nonce: str) -> Run:
-    """Drain the solution's and the judge's output (capped) until the judge reports or the deadline passes.
+def supervise(forker, judge, cap: int, deadline: float, nonce: str) -> Run:
+    """Drain the solution's and the judge's output (capped) until the judge reports or the deadline passes, then
+    stop the solution's process.
 
-    When the solution's process exits first, whatever it started is killed and the judge is told (it then reports
-    `ended`, or its verdict if the tests were already done with the solution)."""
+    When the solution's process exits first (the forker says so), whatever it started is killed and the judge is
+    told (it then reports `ended`, or its verdict if the tests were already done with the solution)."""
     run = Run()
-    readers = {out: "stdout", err: "stderr", judge.out: "stdout", judge.err: "stderr", judge.result: "result"}
+    readers = {forker.out: "stdout", forker.err: "stderr", judge.out: "stdout", judge.err: "stderr",
+               judge.result: "result"}
+    keep = (judge.pid, forker.pid)
     report = bytearray()
-    solution_fd = os.pidfd_open(solution)
     poller = select.poll()
-    for fd in [*readers, solution_fd, judge.pidfd]:
+    for fd in [*readers, forker.ended, forker.pidfd, judge.pidfd]:
         poller.register(fd, select.POLLIN)
     try:
         while b"\n" not in report and not run.judge_lost:
@@ -43,17 +52,21 @@ def supervise(solution: int, judge, out: int, err: int, cap: int, deadline: floa
                 run.timed_out = run.judge_lost = True  # the judge may be inside the tests: it is stopped too
                 break
             for fd, _ in ready:
-                if fd == solution_fd:
+                if fd == forker.ended:
                     poller.unregister(fd)
-                    kill(solution)
-                    run.solution_status = os.waitpid(solution, 0)[1]
-                    cleanup(judge.pid)  # nothing of the solution's may write to the bridge after the notice
+                    run.solution_status = forker.wait_status()
+                    cleanup(keep)  # nothing of the solution's may write to the bridge after the notice
                     if not judge.solution_ended():
                         run.judge_lost = True
+                elif fd == forker.pidfd:
+                    raise ForkerLost("the forker exited")
                 elif fd == judge.pidfd:
                     run.judge_lost = True
                 else:
-                    chunk = os.read(fd, 1 << 16)
+                    try:
+                        chunk = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        continue
                     if not chunk:
                         poller.unregister(fd)
                         if fd in (judge.out, judge.err, judge.result):
@@ -63,18 +76,18 @@ def supervise(solution: int, judge, out: int, err: int, cap: int, deadline: floa
                         report += chunk
                     else:
                         _keep(run, readers[fd], chunk, cap)
-    finally:
-        os.close(solution_fd)
-    if run.solution_status is None:
-        kill(solution)
-        run.solution_status = os.waitpid(solution, 0)[1]
-    cleanup(judge.pid)
-    for fd in (out, err):  # its writers are all gone: read to the end
-        _drain(run, fd, readers[fd], cap, to_end=True)
-        os.close(fd)
+        if run.solution_status is None:
+            run.solution_status = forker.stop(forker.solution_pid())
+    except ForkerLost:
+        # The solution, if alive, is ours now (we are the subreaper): cleanup kills it. The judge may be waiting on
+        # it mid-conversation: it is started anew too.
+        run.forker_lost = run.judge_lost = True
+    cleanup(keep)
+    for fd in (forker.out, forker.err):  # the sample's processes are all gone: what they wrote is in the pipe
+        _drain(run, fd, readers[fd], cap)
     if not run.judge_lost:
         for fd in (judge.out, judge.err):  # flushed before its report
-            _drain(run, fd, readers[fd], cap, to_end=False)
+            _drain(run, fd, readers[fd], cap)
     if b"\n" in report:
         run.report = bytes(report).split(b"\n", 1)[0].decode(errors="replace")
     return run
@@ -88,27 +101,23 @@ def _keep(run: Run, name: str, chunk: bytes, cap: int) -> None:
         run.truncated.add(name)
 
 
-def _drain(run: Run, fd: int, name: str, cap: int, to_end: bool) -> None:
+def _drain(run: Run, fd: int, name: str, cap: int) -> None:
+    """Read what is in the pipe now (its writers are done)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    while poller.poll(0 if not to_end else 200):
-        chunk = os.read(fd, 1 << 16)
+    while poller.poll(0):
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
         if not chunk:
             return
         _keep(run, name, chunk, cap)
 
 
-def kill(pid: int) -> None:
-    # Outside a PID namespace the solution leads its own process group; whatever left it is killed in cleanup.
-    for action in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        try:
-            action()
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def cleanup(keep: int) -> None:
-    """Kill whatever the solution left running, however detached (setsid, double fork), sparing the judge.
+def cleanup(keep: tuple[int, ...]) -> None:
+    """Kill whatever the solution left running, however detached (setsid, double fork), sparing the judge and the
+    forker (`keep`).
 
     We are the subreaper of everything a sample forks (and PID 1 of its namespace when there is one): an orphan is
     re-parented to us, never to init. So: kill our children but the judge, reap them (their children are ours
@@ -116,7 +125,7 @@ def cleanup(keep: int) -> None:
     """
     while True:
         with open("/proc/thread-self/children", "rb") as handle:
-            children = [int(pid) for pid in handle.read().split() if int(pid) != keep]
+            children = [int(pid) for pid in handle.read().split() if int(pid) not in keep]
         if not children:
             return
         for child in children:

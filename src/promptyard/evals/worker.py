@@ -17,10 +17,12 @@ import sys
 import time
 
 if __package__:
-    from promptyard.evals import bridge, cgroups, harness, isolation, judge, judgeproc, lockdown, reaper, rootfs
+    from promptyard.evals import (bridge, cgroups, forker, harness, isolation, judge, judgeproc, lockdown, reaper,
+                                  rootfs)
 else:
     import bridge  # type: ignore[no-redef]
     import cgroups  # type: ignore[no-redef]
+    import forker  # type: ignore[no-redef]
     import harness  # type: ignore[no-redef]
     import isolation  # type: ignore[no-redef]
     import judge  # type: ignore[no-redef]
@@ -41,54 +43,20 @@ _REPORTED_VERDICTS = ("failed", "error", "memory")
 DETAIL_MAX = 500
 
 
-_COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError)
-
-# The solution is compiled here too, before the fork, when it is small: compiling in the child wrote ~60 pages
-# still shared with the worker (a copy each); here they are the worker's own. Compiling runs no code, and what
-# it raises is left for the child to raise again as the sample's verdict. Bigger sources are compiled in the
-# child, so one huge program cannot grow the worker's heap (which every later fork would have to copy).
-SOLUTION_COMPILE_MAX = 16 * 1024
-
-
-def _compiled(source: str, filename: str):
-    """The code object, or the source itself when the compiler refuses it: the child compiles it again and
-    reports the error as the sample's verdict."""
-    try:
-        return compile(source, filename, "exec", dont_inherit=True)
-    except _COMPILE_ERRORS:
-        return source
-
-
-def _compiled_solution(solution: str):
-    return solution if len(solution) > SOLUTION_COMPILE_MAX else _compiled(solution, "<solution>")
-
-
-def _lock_down(job: dict, folder: str, uid, fds: list[int], judge_: bool = False) -> None:
-    """In a sample's process: its folder, its budget, its fds (0: /dev/null, then `fds` from 1 on), limits, uid."""
+def _lock_down(job: dict, folder: str, uid, fds: list[int]) -> None:
+    """In the judge's process: its folder, its fds (0: /dev/null, then `fds` from 1 on), limits, uid. (A solution
+    process is locked down by the forker, see forker.py.)"""
     # Signal dispositions stay the interpreter's own (SIGPIPE and SIGXFSZ ignored, as in any Python program).
     if not STATE["pid_namespace"]:
-        # Its own process group, so a timeout can kill its descendants too; inside the worker's PID namespace
-        # every process but the worker is killed after each sample anyway.
-        os.setsid()
+        os.setsid()  # its own process group, like a solution's
     os.chdir(folder)
-    if folder != STATE["workdir"]:
-        os.environ["HOME"] = os.environ["TMPDIR"] = folder
-    if STATE["budget"]:
-        # The worker is in the sample's cgroup (its solution processes are born there): the judge leaves it
-        # (before dropping privileges: these files are root's), a solution process makes itself the OOM killer's
-        # first pick, before the worker.
-        if judge_:
-            STATE["budget"].leave()
-        else:
-            with open("/proc/self/oom_score_adj", "w") as handle:
-                handle.write("1000")
     # Out of the way first (above every target number), then in place: no target overwrites a source.
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in fds]
     for target, fd in enumerate(high, start=1):
         os.dup2(fd, target)
     os.closerange(len(fds) + 1, 1 << 16)
     # The judge serves many samples: no CPU-time limit of its own (each sample's deadline stops it).
-    isolation.apply_limits(job["limits"], cpu_seconds=resource.RLIM_INFINITY if judge_ else int(job["timeout"]) + 1)
+    isolation.apply_limits(job["limits"], cpu_seconds=resource.RLIM_INFINITY)
     if uid:
         isolation.drop_privileges(uid)
     if not STATE["pid_namespace"]:
@@ -96,18 +64,9 @@ def _lock_down(job: dict, folder: str, uid, fds: list[int], judge_: bool = False
         isolation.die_with_parent()
 
 
-def _solution_process(job, workdir, uid, fds, solution, names) -> None:
-    try:
-        _lock_down(job, workdir, uid, fds)  # 1 stdout, 2 stderr, 3 from the judge, 4 to the judge
-    except BaseException:  # noqa: BLE001 - a child must never fall back into the worker's loop
-        os._exit(71)
-    harness.run_solution(solution, names, 3, 4)
-    os._exit(0)
-
-
 def _judge_process(job, uid, fds) -> None:
     try:
-        _lock_down(job, STATE["judge_dir"], uid, fds, judge_=True)
+        _lock_down(job, STATE["judge_dir"], uid, fds)
         os.environ["HOME"] = os.environ["TMPDIR"] = STATE["judge_dir"]
         isolation.not_dumpable()  # no ptrace, no /proc/PID/mem for anyone but root (a same-uid solution included)
     except BaseException:  # noqa: BLE001
@@ -121,6 +80,7 @@ def _judge(job: dict, nonce: str) -> "judgeproc.JudgeProcess | None":
     for _ in range(2):
         current = STATE.get("judge")
         if current is None:
+            _drop_forker()  # it holds the old judge's end of the bridge
             uid = STATE["uids"][1] if STATE["uids"] else None
             current = STATE["judge"] = judgeproc.JudgeProcess(
                 lambda fds: _fork(_judge_process, job, uid, [*fds, STATE["tests_fd"]]))
@@ -129,6 +89,21 @@ def _judge(job: dict, nonce: str) -> "judgeproc.JudgeProcess | None":
         current.close()
         STATE["judge"] = None
     return None
+
+
+def _forker(judge_: "judgeproc.JudgeProcess") -> "forker.Forker":
+    """The worker's forker (started with the judge's end of the bridge, which it hands to every solution)."""
+    current = STATE.get("forker")
+    if current is None:
+        uid = STATE["uids"][0] if STATE["uids"] else None
+        current = STATE["forker"] = forker.Forker(judge_.solution_fds(), uid, STATE["budget"], STATE["pid_namespace"])
+    return current
+
+
+def _drop_forker() -> None:
+    current = STATE.pop("forker", None)
+    if current is not None:
+        current.close()
 
 
 def _fresh_folder(unique: str) -> str:
@@ -162,33 +137,39 @@ def run_job(job: dict) -> dict:
     uids = STATE["uids"] or (None, None)
     if uids[0]:
         os.chown(workdir, uids[0], uids[0])
-    names = job.get("names")
-    solution = _compiled_solution(job["solution"])
     judge_ = _judge(job, nonce_text)
-    if judge_ is None:
+    forker_ = None
+    if judge_ is not None:
+        try:
+            forker_ = _forker(judge_)
+        except OSError:
+            pass
+    if forker_ is None:
         reaper.remove_tree(workdir)
-        return {"verdict": "crashed", "detail": "the sandbox's judge could not be started",
-                "isolation": STATE["isolation_report"]}
-    out, err = os.pipe(), os.pipe()
+        return {"verdict": "crashed", "detail": "the sandbox's judge could not be started" if judge_ is None
+                else "the sandbox's forker could not be started", "isolation": STATE["isolation_report"]}
     budget = STATE["budget"]
     counters = budget.counters() if budget else None
-    solution_pid = _fork(_solution_process, job, workdir, uids[0], [out[1], err[1], *judge_.solution_fds()],
-                         solution, names)
-    os.close(out[1])
-    os.close(err[1])
     cap = int(job.get("limits", {}).get("output_bytes", 64 * 1024))
+    run = None
     try:
-        run = reaper.supervise(solution_pid, judge_, out[0], err[0], cap, started + float(job["timeout"]),
-                               nonce_text)
+        forker_.submit(workdir, None if workdir == STATE["workdir"] else workdir, job, job.get("names"))
+        run = reaper.supervise(forker_, judge_, cap, started + float(job["timeout"]), nonce_text)
+    except OSError:
+        run = reaper.Run()
+        run.forker_lost = run.judge_lost = True  # its jobs pipe is broken: it is gone (and the judge waits)
     finally:
         try:
-            reaper.cleanup(judge_.pid)
+            reaper.cleanup((judge_.pid, forker_.pid))
         finally:
             reaper.remove_tree(workdir)
             reaper.empty_folders(STATE["temporary"])
     if run.judge_lost:
         run.judge_status = judge_.close()
         STATE["judge"] = None
+        _drop_forker()
+    if run.forker_lost:
+        _drop_forker()
     after = budget.counters() if budget else None
     # Over budget: the kernel killed one of its processes, or it hit the limit and ran out of time (reclaiming).
     over_budget = bool(budget) and (after[0] > counters[0] or (run.timed_out and after[1] > counters[1]))
@@ -214,7 +195,11 @@ def _verdict(run, nonce: str, over_budget: bool) -> dict:
     if not run.timed_out and len(fields) == 4 and fields[0] == nonce and fields[1] == "broken":
         return {"verdict": "crashed", "detail": "the solution's process broke the protocol with the judge"}
     if not run.timed_out and len(fields) == 4 and fields[0] == nonce and fields[1] == "ended":
+        if run.solution_status is None:
+            return {"verdict": "crashed", "detail": "the sandbox's forker stopped before the solution ended"}
         return _interpret(run.solution_status, "", nonce, False)
+    if run.forker_lost and report is None and not run.timed_out:
+        return {"verdict": "crashed", "detail": "the sandbox's forker stopped before the tests ended"}
     if report is None and not run.timed_out and run.judge_status is not None:
         return _interpret(run.judge_status, "", nonce, False)
     return _interpret(run.solution_status or 0, (report or "") + "\n", nonce, run.timed_out)
@@ -257,7 +242,8 @@ def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> di
 def _hide_sandbox_modules() -> None:
     """Make the sandbox's own modules unreachable by `import` in a sample: out of sys.modules (our own
     references to them stay), and their folder out of sys.path."""
-    own = (harness, isolation, judge, bridge, lockdown, reaper, rootfs, cgroups, sys.modules[__name__])
+    own = (harness, isolation, judge, bridge, lockdown, reaper, rootfs, cgroups, forker, judgeproc,
+           sys.modules[__name__])
     for name in [name for name, module in sys.modules.items() if any(module is mine for mine in own)]:
         del sys.modules[name]
     folder = os.path.dirname(os.path.abspath(__file__))
@@ -323,6 +309,11 @@ def main() -> None:
             result = {"verdict": "crashed", "detail": f"sandbox error: {exc!r}", "isolation": None}
         result["id"] = job.get("id")
         write_frame(out, result)
+    # Stopped and reaped here (not left to the kernel when the namespace's init exits), so that their CPU time
+    # counts in the scorer's resource usage like the rest of the sandbox's.
+    _drop_forker()
+    if STATE.get("judge") is not None:
+        STATE.pop("judge").close()
 
 
 if __name__ == "__main__":
