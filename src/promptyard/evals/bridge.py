@@ -44,6 +44,8 @@ PROTOCOL_BROKEN = 73
 
 _CONTAINERS = {list: b"l", tuple: b"t", set: b"S", frozenset: b"Z"}
 _MAPPINGS = {dict: b"d", Counter: b"C", OrderedDict: b"O", defaultdict: b"D"}
+# The exact types `encode` copies; any other value is a handle or Unsendable.
+ENCODED_TYPES = frozenset((int, str, type(None), bool, float, bytes, complex, deque, *_CONTAINERS, *_MAPPINGS))
 # A defaultdict crosses with its factory when that is one of these (by name); with none otherwise.
 _FACTORIES = {"int": int, "float": float, "str": str, "list": list, "dict": dict, "set": set, "tuple": tuple,
               "frozenset": frozenset, "bool": bool, "bytes": bytes, "complex": complex}

@@ -26,8 +26,9 @@ import select
 import signal
 
 if __package__:
-    from promptyard.evals import harness, isolation
+    from promptyard.evals import bridge, harness, isolation
 else:
+    import bridge  # type: ignore[no-redef]
     import harness  # type: ignore[no-redef]
     import isolation  # type: ignore[no-redef]
 
@@ -45,6 +46,10 @@ _COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, Overflo
 REAP_WAIT = 5.0
 # The forker's fds: 5 jobs, 6 started, 7 ended (1 to 4 are the solution's, see the module's docstring).
 _JOBS, _STARTED, _ENDED = 5, 6, 7
+# Run through the harness in the forker before its first fork (see _warm_up): our own code, no sample's.
+WARM_UP_SOLUTION = ("def f(x, y=None):\n    if y:\n        raise ValueError(x)\n"
+                    "    return [x, str(x), (x, 1.5), {'k': x}, None, True]\n")
+WARM_UP_ROUNDS = 12
 _RLIMITS = (("address_space", resource.RLIMIT_AS), ("file_size", resource.RLIMIT_FSIZE),
             ("open_files", resource.RLIMIT_NOFILE), ("processes", resource.RLIMIT_NPROC))
 
@@ -174,6 +179,33 @@ def _become_forker(fds: dict[int, int], budget, pid_namespace: bool) -> None:
     isolation.not_dumpable()  # no ptrace and no /proc/PID/mem for a same-uid sample (where samples run as root)
     if not pid_namespace:
         isolation.die_with_parent()  # inside a PID namespace the kernel kills us with the worker, its init
+    _warm_up()
+
+
+def _warm_up() -> None:
+    """Run the harness here on a solution of ours, a few times, before the first fork.
+
+    CPython 3.11 rewrites a function's bytecode in place while it warms up (counters, then specialized
+    instructions): code first run in a forked child writes to pages it shares with us, a copy-on-write fault each.
+    Run here first, the harness's code is already specialized when every solution process starts.
+    """
+    code = compile(WARM_UP_SOLUTION, "<warm-up>", "exec", dont_inherit=True)
+    calls = [(b"c", marshal.dumps((0, None, (3,), {}))), (b"m", marshal.dumps((0, None, ([1, 2],), {}))),
+             (b"c", marshal.dumps((0, None, ("a", 1), {}))), (b"g", marshal.dumps((0, "__name__")))]
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for _ in range(WARM_UP_ROUNDS):
+            requests, writer = os.pipe()
+            for kind, body in calls * 3:
+                bridge.send(writer, kind, body)
+            os.close(writer)
+            harness.run_solution(code, ("f", "missing"), requests, sink)
+            os.close(requests)
+    finally:
+        os.close(sink)
+    import gc
+
+    gc.freeze()  # what the warm-up left is never collected in a child (its pages stay shared)
 
 
 def _serve(uid: int | None, budget: bool, pid_namespace: bool) -> None:

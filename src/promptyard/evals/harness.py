@@ -19,11 +19,12 @@ import marshal
 import sys
 
 if __package__:
-    from promptyard.evals.bridge import PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode, receive
+    from promptyard.evals.bridge import (ENCODED_TYPES, PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode,
+                                         receive)
     from promptyard.evals.bridge import send as _send_frame
 else:
-    from bridge import (PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode, encode,  # type: ignore[no-redef]
-                        receive)
+    from bridge import (ENCODED_TYPES, PLAIN, PLAIN_TYPES, Unsendable, _type_name, decode,  # type: ignore
+                        encode, receive)
     from bridge import send as _send_frame  # type: ignore[no-redef]
 
 # Exceptions reported as their own verdicts; everything else is `error` with its type (a tuple: it cannot be
@@ -39,6 +40,7 @@ MESSAGE_MAX = 64 * 1024
 PRISTINE_BUILTINS = dict(builtins.__dict__)
 globals().update({name: value for name, value in PRISTINE_BUILTINS.items() if not name.startswith("__")})
 _MODULE = type(sys)
+
 # What a value may fail with on its way into a frame (a hostile container, a cycle, a huge value).
 _ENCODE_ERRORS = (Unsendable, RecursionError, MemoryError, OverflowError, ValueError, TypeError)
 
@@ -106,17 +108,22 @@ class _Server:
         return None if isinstance(value, PLAIN_TYPES) else self.handle(value)
 
     def _entry(self, name: str, value) -> bytes:
-        try:
-            return encode((name, "v", value))
-        except _ENCODE_ERRORS:
-            pass
-        if type(value) is _MODULE:
+        kind = type(value)
+        if kind in ENCODED_TYPES:
+            # Plain data as a copy (a container holding anything else becomes a handle below).
+            try:
+                return encode((name, "v", value))
+            except _ENCODE_ERRORS:
+                pass
+        elif kind is _MODULE:
             try:
                 return encode((name, "m", value.__name__))
             except BaseException:  # noqa: BLE001 - a module with a hostile name: a handle then
                 pass
-        kind = "class" if isinstance(value, type) else "object"
-        return encode((name, "h", self.handle(value), kind, _type_name(type(value))))
+        # Functions, classes and objects are never plain data: straight to a handle (trying to encode them first
+        # raised and caught an exception per name, ~50 pages of this process written for nothing).
+        what = "class" if isinstance(value, type) else "object"
+        return encode((name, "h", self.handle(value), what, _type_name(kind)))
 
     def describe(self, names) -> bytes:
         """The table of the solution's names the tests use: ("v", value), ("m", module) or ("h", id, kind, type)."""
