@@ -47,12 +47,20 @@ class Budget:
     """A worker's cgroup(s): `join()` (as root) moves the caller in; `counters()` counts the processes the kernel
     killed for going over the memory budget."""
 
-    def __init__(self, version: str, folders: list[str], procs: list[int], counters: list[tuple[int, str]]) -> None:
+    def __init__(self, version: str, folders: list[str], procs: list[int], counters: list[tuple[int, str]],
+                 tasks: int | None = None) -> None:
         self.version = version
         self.folders = folders
         self._procs = procs
         # (fd, key): the OOM kills and the times usage hit the limit; key None for a file holding one number.
         self._counters = counters
+        self._tasks = tasks  # pids.current, when there is a pids controller
+
+    def tasks(self) -> int | None:
+        """How many processes (threads included) are in the cgroup now; None without a pids controller."""
+        if self._tasks is None:
+            return None
+        return int(os.pread(self._tasks, 64, 0) or 0)
 
     def join(self) -> None:
         for fd in self._procs:
@@ -82,7 +90,7 @@ def create(name: str, memory: int, processes: int) -> Budget:
         return _create_v2(bases["v2"], name, memory, processes)
     if "memory" not in bases:
         raise OSError(0, "no memory cgroup controller")
-    folders, procs = [], []
+    folders, procs, tasks = [], [], None
     memory_folder = f"{bases['memory']}/{name}"
     os.mkdir(memory_folder, 0o755)
     folders.append(memory_folder)
@@ -99,9 +107,10 @@ def create(name: str, memory: int, processes: int) -> Budget:
         folders.append(pids_folder)
         _write(f"{pids_folder}/pids.max", str(processes))
         procs.append(os.open(f"{pids_folder}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        tasks = os.open(f"{pids_folder}/pids.current", os.O_RDONLY | os.O_CLOEXEC)
     counters = [(os.open(f"{memory_folder}/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC), "oom_kill"),
                 (os.open(f"{memory_folder}/memory.failcnt", os.O_RDONLY | os.O_CLOEXEC), None)]
-    return Budget("v1" if "pids" in bases else "v1 (memory only)", folders, procs, counters)
+    return Budget("v1" if "pids" in bases else "v1 (memory only)", folders, procs, counters, tasks)
 
 
 def _create_v2(base: str, name: str, memory: int, processes: int) -> Budget:
@@ -121,7 +130,8 @@ def _create_v2(base: str, name: str, memory: int, processes: int) -> Budget:
     _write(f"{folder}/pids.max", str(processes))
     procs = [os.open(f"{folder}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)]
     events = os.open(f"{folder}/memory.events", os.O_RDONLY | os.O_CLOEXEC)
-    return Budget("v2", [folder], procs, [(events, "oom_kill"), (events, "max")])
+    tasks = os.open(f"{folder}/pids.current", os.O_RDONLY | os.O_CLOEXEC)
+    return Budget("v2", [folder], procs, [(events, "oom_kill"), (events, "max")], tasks)
 
 
 def remove(name: str) -> None:

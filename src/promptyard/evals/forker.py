@@ -78,6 +78,10 @@ class Forker:
             os.set_blocking(fd, False)  # drained to empty after each sample: no writer is left then
         self.pidfd = os.pidfd_open(self.pid)
         self.solution: int | None = None
+        self._waits = {}
+        for fd in (self.started, self.ended):
+            self._waits[fd] = poller = select.poll()
+            poller.register(fd, select.POLLIN)
         self.code: dict[str, bytes | str] = {}
 
     def submit(self, workdir: str, home: str | None, job: dict, names) -> None:
@@ -110,14 +114,14 @@ class Forker:
     def solution_pid(self) -> int:
         """The pid of the sample's solution process (blocks until the forker has forked it)."""
         if self.solution is None:
-            data = _read_exactly(self.started, 4, self.pidfd)
+            data = self._read_exactly(self.started, 4)
             self.solution = int.from_bytes(data, "little")
         return self.solution
 
     def wait_status(self) -> int:
         """The solution's wait status, once the forker reaped it (call when `ended` is readable, or to wait)."""
         pid = self.solution_pid()
-        data = _read_exactly(self.ended, 8, self.pidfd)
+        data = self._read_exactly(self.ended, 8)
         if int.from_bytes(data[:4], "little") != pid:
             raise ForkerLost("the forker reported another process")
         return int.from_bytes(data[4:], "little", signed=True)
@@ -126,6 +130,18 @@ class Forker:
         """Kill the solution process and return its wait status."""
         _kill(pid)
         return self.wait_status()
+
+    def _read_exactly(self, fd: int, size: int) -> bytes:
+        """`size` bytes from the forker, waiting at most REAP_WAIT; ForkerLost when it died or hangs."""
+        data = b""
+        while len(data) < size:
+            if not self._waits[fd].poll(int(REAP_WAIT * 1000)):
+                raise ForkerLost("the forker did not answer")
+            chunk = os.read(fd, size - len(data))
+            if not chunk:
+                raise ForkerLost("the forker exited")
+            data += chunk
+        return data
 
     def close(self) -> None:
         try:
@@ -141,21 +157,6 @@ class Forker:
                 os.close(fd)
             except OSError:
                 pass
-
-
-def _read_exactly(fd: int, size: int, pidfd: int) -> bytes:
-    """`size` bytes from the forker, waiting at most REAP_WAIT; ForkerLost when it died or hangs."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    data = b""
-    while len(data) < size:
-        if not poller.poll(int(REAP_WAIT * 1000)):
-            raise ForkerLost("the forker did not answer")
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            raise ForkerLost("the forker exited")
-        data += chunk
-    return data
 
 
 def _kill(pid: int) -> None:

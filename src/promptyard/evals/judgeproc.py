@@ -30,6 +30,12 @@ class JudgeProcess:
         self.control, self.result, self.out, self.err = control[1], result[0], out[0], err[0]
         self.to_solution, self.from_solution = to_solution[0], from_solution[1]
         self.pidfd = os.pidfd_open(self.pid)
+        # Only the worker reads these: never blocking, so that draining them needs no poll.
+        for fd in (self.out, self.err):
+            os.set_blocking(fd, False)
+        self._leftovers = select.poll()  # one poll a sample tells whether start() has anything to clear
+        for fd in (self.to_solution, self.stale, self.pidfd):
+            self._leftovers.register(fd, select.POLLIN)
 
     def solution_fds(self) -> list[int]:
         """The bridge's ends for a solution process: 3 (requests from the judge), 4 (answers to it)."""
@@ -38,12 +44,12 @@ class JudgeProcess:
     def start(self, nonce: str, job_id: int) -> bool:
         """Empty the bridge of what the last solution (dead and reaped) left in it, then tell the judge a sample
         begins; False when the judge is gone."""
-        _drain(self.to_solution)  # requests the judge sent a solution that is gone
-        _drain(self.stale)  # what that solution wrote and the judge did not read
-        poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)
-        if poller.poll(0):
-            return False  # the judge has exited
+        for fd, _ in self._leftovers.poll(0):
+            if fd == self.pidfd:
+                return False  # the judge has exited
+            # Requests the judge sent a solution that is gone, or what that solution wrote and the judge did not
+            # read.
+            _drain(fd)
         try:
             bridge.send(self.control, b"J", marshal.dumps((nonce, job_id)))
         except OSError:

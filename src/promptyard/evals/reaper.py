@@ -30,7 +30,7 @@ class Run:
         self.forker_lost = False
 
 
-def supervise(forker, judge, cap: int, deadline: float, nonce: str) -> Run:
+def supervise(forker, judge, cap: int, deadline: float, nonce: str, budget=None) -> Run:
     """Drain the solution's and the judge's output (capped) until the judge reports or the deadline passes, then
     stop the solution's process.
 
@@ -40,6 +40,7 @@ def supervise(forker, judge, cap: int, deadline: float, nonce: str) -> Run:
     readers = {forker.out: "stdout", forker.err: "stderr", judge.out: "stdout", judge.err: "stderr",
                judge.result: "result"}
     keep = (judge.pid, forker.pid)
+    tasks = budget.tasks if budget is not None else None
     report = bytearray()
     poller = select.poll()
     for fd in [*readers, forker.ended, forker.pidfd, judge.pidfd]:
@@ -55,7 +56,7 @@ def supervise(forker, judge, cap: int, deadline: float, nonce: str) -> Run:
                 if fd == forker.ended:
                     poller.unregister(fd)
                     run.solution_status = forker.wait_status()
-                    cleanup(keep)  # nothing of the solution's may write to the bridge after the notice
+                    cleanup(keep, tasks)  # nothing of the solution's may write to the bridge after the notice
                     if not judge.solution_ended():
                         run.judge_lost = True
                 elif fd == forker.pidfd:
@@ -82,7 +83,7 @@ def supervise(forker, judge, cap: int, deadline: float, nonce: str) -> Run:
         # The solution, if alive, is ours now (we are the subreaper): cleanup kills it. The judge may be waiting on
         # it mid-conversation: it is started anew too.
         run.forker_lost = run.judge_lost = True
-    cleanup(keep)
+    cleanup(keep, tasks)
     for fd in (forker.out, forker.err):  # the sample's processes are all gone: what they wrote is in the pipe
         _drain(run, fd, readers[fd], cap)
     if not run.judge_lost:
@@ -102,10 +103,8 @@ def _keep(run: Run, name: str, chunk: bytes, cap: int) -> None:
 
 
 def _drain(run: Run, fd: int, name: str, cap: int) -> None:
-    """Read what is in the pipe now (its writers are done)."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    while poller.poll(0):
+    """Read what is in the pipe now (a non-blocking one: its writers are done)."""
+    while True:
         try:
             chunk = os.read(fd, 1 << 16)
         except BlockingIOError:
@@ -115,14 +114,17 @@ def _drain(run: Run, fd: int, name: str, cap: int) -> None:
         _keep(run, name, chunk, cap)
 
 
-def cleanup(keep: tuple[int, ...]) -> None:
+def cleanup(keep: tuple[int, ...], tasks=None) -> None:
     """Kill whatever the solution left running, however detached (setsid, double fork), sparing the judge and the
-    forker (`keep`).
+    forker (`keep`). `tasks()`, when given, counts the processes in the sample's cgroup: the forker alone there
+    means nothing is left (the usual case), without listing our children.
 
     We are the subreaper of everything a sample forks (and PID 1 of its namespace when there is one): an orphan is
     re-parented to us, never to init. So: kill our children but the judge, reap them (their children are ours
     from then on), and repeat until none is left.
     """
+    if tasks is not None and tasks() == 1:
+        return
     while True:
         with open("/proc/thread-self/children", "rb") as handle:
             children = [int(pid) for pid in handle.read().split() if int(pid) not in keep]

@@ -120,6 +120,7 @@ class _Worker:
         # no solution process (a fork of the worker) holds them in its memory to copy the expected answers from.
         tests_read, self.tests = os.pipe()
         self.sequence = 0
+        self.isolation: dict | None = None
         # The worker starts with a scrubbed environment: no secret ever reaches a process near a sample.
         env = {**SAFE_ENV, "PROMPTYARD_SANDBOX_NAMESPACES": "1" if namespaces else "0",
                "PROMPTYARD_SANDBOX_SCRATCH": self.scratch, "PROMPTYARD_SANDBOX_CGROUP": self.cgroup,
@@ -158,8 +159,13 @@ class _Worker:
 
     def receive(self) -> dict:
         header = self._read_exactly(4)
-        payload = self._read_exactly(struct.unpack("<I", header)[0])
-        return marshal.loads(payload)
+        result = marshal.loads(self._read_exactly(struct.unpack("<I", header)[0]))
+        # The worker sends its isolation report once (it is the same for all its samples), then leaves it out.
+        if "isolation" in result:
+            self.isolation = result["isolation"] or self.isolation
+        else:
+            result["isolation"] = self.isolation
+        return result
 
     def _read_exactly(self, size: int) -> bytes:
         data = bytearray()

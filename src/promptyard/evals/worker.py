@@ -151,19 +151,19 @@ def run_job(job: dict) -> dict:
     budget = STATE["budget"]
     counters = budget.counters() if budget else None
     cap = int(job.get("limits", {}).get("output_bytes", 64 * 1024))
-    run = None
     try:
         forker_.submit(workdir, None if workdir == STATE["workdir"] else workdir, job, job.get("names"))
-        run = reaper.supervise(forker_, judge_, cap, started + float(job["timeout"]), nonce_text)
+        run = reaper.supervise(forker_, judge_, cap, started + float(job["timeout"]), nonce_text, budget)
     except OSError:
         run = reaper.Run()
         run.forker_lost = run.judge_lost = True  # its jobs pipe is broken: it is gone (and the judge waits)
+        reaper.cleanup((judge_.pid, forker_.pid))
+    except BaseException:
+        reaper.cleanup((judge_.pid, forker_.pid))
+        raise
     finally:
-        try:
-            reaper.cleanup((judge_.pid, forker_.pid))
-        finally:
-            reaper.remove_tree(workdir)
-            reaper.empty_folders(STATE["temporary"])
+        reaper.remove_tree(workdir)
+        reaper.empty_folders(STATE["temporary"])
     if run.judge_lost:
         run.judge_status = judge_.close()
         STATE["judge"] = None
@@ -302,12 +302,17 @@ def main() -> None:
     STATE["tests_fd"] = int(os.environ["PROMPTYARD_SANDBOX_TESTS_FD"])
     setup(os.environ.get("PROMPTYARD_SANDBOX_NAMESPACES", "1") == "1", os.environ["PROMPTYARD_SANDBOX_SCRATCH"],
           memory, processes, os.environ["PROMPTYARD_SANDBOX_CGROUP"])
+    reported = False
     while (job := read_frame(jobs)) is not None:
         try:
             result = run_job(job)
         except Exception as exc:  # noqa: BLE001 - report harness trouble as a crash, keep serving
             result = {"verdict": "crashed", "detail": f"sandbox error: {exc!r}", "isolation": None}
         result["id"] = job.get("id")
+        if result.get("isolation") is STATE["isolation_report"] and reported:
+            del result["isolation"]  # the same report as in an earlier result: the scorer keeps that one
+        elif result.get("isolation") is STATE["isolation_report"]:
+            reported = True
         write_frame(out, result)
     # Stopped and reaped here (not left to the kernel when the namespace's init exits), so that their CPU time
     # counts in the scorer's resource usage like the rest of the sandbox's.
