@@ -27,11 +27,12 @@ import select
 import signal
 
 if __package__:
-    from promptyard.evals import bridge, harness, isolation
+    from promptyard.evals import bridge, harness, isolation, typehints
 else:
     import bridge  # type: ignore[no-redef]
     import harness  # type: ignore[no-redef]
     import isolation  # type: ignore[no-redef]
+    import typehints  # type: ignore[no-redef]
 
 MAX_FD = 1 << 16
 # A small solution is compiled by the worker, which sends the code (marshal) to the forker: compiling in the child
@@ -94,25 +95,27 @@ class Forker:
         for fd in (self.started, self.ended):
             self._waits[fd] = poller = select.poll()
             poller.register(fd, select.POLLIN)
-        self.code: dict[str, bytes | str] = {}
+        self.code: dict[str, tuple[bytes | str, tuple[str, ...]]] = {}
 
     def submit(self, workdir: str, home: str | None, job: dict, names) -> None:
         """Fork the job's solution process (in `workdir`, under the solution's uid, with the job's limits); `home`:
         the folder for HOME and TMPDIR when it is not the worker's usual one (already in the environment)."""
         limits = job["limits"]
+        code, typing_used = self._code(job["solution"])
         frame = marshal.dumps((workdir, home, int(job["timeout"]) + 1,
                                tuple((number, int(limits[name])) for name, number in _RLIMITS),
-                               self._code(job["solution"]), names))
+                               code, names, typing_used))
         data = memoryview(len(frame).to_bytes(4, "little") + frame)
         self.solution = None
         while data:
             data = data[os.write(self.jobs, data):]
 
-    def _code(self, source: str) -> bytes | str:
-        """The solution as marshalled code, or its source when it is big or does not compile."""
-        code = self.code.get(source)
-        if code is None:
-            code = source
+    def _code(self, source: str) -> tuple[bytes | str, tuple[str, ...]]:
+        """The solution as marshalled code (or its source when it is big or does not compile), and the typing
+        annotations it looks like it evaluates (see typehints.py)."""
+        entry = self.code.get(source)
+        if entry is None:
+            code: bytes | str = source
             if len(source) <= SOLUTION_COMPILE_MAX:
                 try:
                     code = marshal.dumps(compile(source, "<solution>", "exec", dont_inherit=True))
@@ -120,8 +123,8 @@ class Forker:
                     pass
             if len(self.code) >= CODE_CACHE_SIZE:
                 self.code.clear()
-            self.code[source] = code
-        return code
+            entry = self.code[source] = (code, typehints.find(source) if len(source) <= SOLUTION_COMPILE_MAX else ())
+        return entry
 
     def solution_pid(self) -> int:
         """The pid of the sample's solution process (blocks until the forker has forked it)."""
@@ -225,6 +228,7 @@ def _warm_up() -> None:
 def _serve(uid: int | None, budget: bool, pid_namespace: bool) -> None:
     """Fork one solution process a job until the worker closes the jobs pipe."""
     read, write, fork, waitpid, setfl = os.read, os.write, _FORK, os.waitpid, fcntl.fcntl
+    made: set[str] = set()  # the typing annotations made here so far
     while True:
         header = read(_JOBS, 4)
         if len(header) < 4:
@@ -236,8 +240,10 @@ def _serve(uid: int | None, budget: bool, pid_namespace: bool) -> None:
             if not chunk:
                 os._exit(0)
             frame += chunk
-        workdir, home, cpu_seconds, limits, solution, names = marshal.loads(frame)
+        workdir, home, cpu_seconds, limits, solution, names, typing_used = marshal.loads(frame)
         del frame
+        if typing_used:
+            typehints.warm(typing_used, made)
         for fd in (1, 2, 3, 4):
             setfl(fd, fcntl.F_SETFL, 0)
         if type(solution) is bytes:

@@ -18,7 +18,7 @@ import time
 
 if __package__:
     from promptyard.evals import (bridge, cgroups, forker, harness, isolation, judge, judgeproc, lockdown, reaper,
-                                  rootfs)
+                                  rootfs, typehints)
 else:
     import bridge  # type: ignore[no-redef]
     import cgroups  # type: ignore[no-redef]
@@ -30,6 +30,7 @@ else:
     import lockdown  # type: ignore[no-redef]
     import reaper  # type: ignore[no-redef]
     import rootfs  # type: ignore[no-redef]
+    import typehints  # type: ignore[no-redef]
 
 STATE = lockdown.STATE
 
@@ -242,7 +243,7 @@ def _interpret(status: int, result_text: str, nonce: str, timed_out: bool) -> di
 def _hide_sandbox_modules() -> None:
     """Make the sandbox's own modules unreachable by `import` in a sample: out of sys.modules (our own
     references to them stay), and their folder out of sys.path."""
-    own = (harness, isolation, judge, bridge, lockdown, reaper, rootfs, cgroups, forker, judgeproc,
+    own = (harness, isolation, judge, bridge, lockdown, reaper, rootfs, cgroups, forker, judgeproc, typehints,
            sys.modules[__name__])
     for name in [name for name, module in sys.modules.items() if any(module is mine for mine in own)]:
         del sys.modules[name]
