@@ -40,8 +40,10 @@ MAX_FD = 1 << 16
 # Compiling runs no code, and what it raises is left for the child to raise again as the sample's verdict. Bigger
 # sources are compiled in the child, so that one huge program cannot grow the forker's heap.
 SOLUTION_COMPILE_MAX = 16 * 1024
-# Compiled code by source, in the worker (samples of one task often share their solution).
-CODE_CACHE_SIZE = 1024
+# Compiled code by source, in the worker (samples of one task often share their solution, and come one after
+# another). Kept small: a forker started anew (after a timeout) is a copy of the worker, cache included, and every
+# fork copies and tears down what the forker holds.
+CODE_CACHE_SIZE = 64
 _COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError)
 # How long the worker waits for the forker to report a solution it killed (the kernel reaps a killed process in
 # microseconds; past this the forker is taken for stuck and replaced).
