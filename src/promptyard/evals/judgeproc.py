@@ -16,7 +16,7 @@ else:
 
 class JudgeProcess:
     """Pipes: control (worker -> judge), result, stdout, stderr (judge -> worker); to_solution and from_solution
-    are the solution's ends of the bridge, which every sample's solution process inherits from the worker."""
+    are the solution's ends of the bridge, which the worker's forker holds and every solution process inherits."""
 
     def __init__(self, start_child) -> None:
         control, result, out, err, to_solution, from_solution = (os.pipe() for _ in range(6))

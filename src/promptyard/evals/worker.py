@@ -1,8 +1,9 @@
-"""A pre-started sandbox worker: reads jobs as marshal frames, forks two processes per job (the solution's and
-the judge's, see harness.py and judge.py), reports the judge's verdict.
+"""A pre-started sandbox worker: reads jobs as marshal frames, has each job's solution process forked by its
+forker (forker.py, harness.py), the tests run by its judge (judge.py), and reports the judge's verdict.
 
-Started as a bare script with `python -I -S` (see sandbox._Worker) and kept lean on purpose: every sample is a
-fork of this process, and on virtual machines a fork costs in proportion to the memory mapped here.
+Started as a bare script with `python -I -S` (see sandbox._Worker) and kept lean on purpose: the forker and the
+judge are forks of this process, so every solution process is a fork of its memory, and on virtual machines a fork
+costs in proportion to the memory mapped.
 """
 
 from __future__ import annotations
