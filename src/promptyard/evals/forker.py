@@ -36,7 +36,7 @@ else:
 
 MAX_FD = 1 << 16
 # A small solution is compiled by the worker, which sends the code (marshal) to the forker: compiling in the child
-# cost ~1.5 ms a sample (its pages are copies of the forker's), in the forker ~0.1 ms more than loading the code.
+# cost ~1.5 ms a sample (the compiler's work writes pages shared with the forker); loading the code is cheaper.
 # Compiling runs no code, and what it raises is left for the child to raise again as the sample's verdict. Bigger
 # sources are compiled in the child, so that one huge program cannot grow the forker's heap.
 SOLUTION_COMPILE_MAX = 16 * 1024
