@@ -55,8 +55,8 @@ def warm(expressions, made: set) -> None:
         made.add(text)
         try:
             build(text)
-        except (LookupError, TypeError, ValueError, RecursionError):
-            continue  # not an annotation of ours: nothing made
+        except Exception:  # noqa: BLE001 - not an annotation typing accepts (TypeError, most often): nothing made
+            continue
 
 
 def build(text: str):
