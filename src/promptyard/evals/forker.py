@@ -22,7 +22,6 @@ import ctypes
 import fcntl
 import marshal
 import os
-import resource
 import select
 import signal
 
@@ -65,8 +64,6 @@ NOT_FORKED = 71 << 8
 WARM_UP_SOLUTION = ("def f(x, y=None):\n    if y:\n        raise ValueError(x)\n"
                     "    return [x, str(x), (x, 1.5), {'k': x}, None, True]\n")
 WARM_UP_ROUNDS = 12
-_RLIMITS = (("address_space", resource.RLIMIT_AS), ("file_size", resource.RLIMIT_FSIZE),
-            ("open_files", resource.RLIMIT_NOFILE), ("processes", resource.RLIMIT_NPROC))
 
 
 class ForkerLost(Exception):
@@ -102,11 +99,9 @@ class Forker:
     def submit(self, workdir: str, home: str | None, job: dict, names) -> None:
         """Fork the job's solution process (in `workdir`, under the solution's uid, with the job's limits); `home`:
         the folder for HOME and TMPDIR when it is not the worker's usual one (already in the environment)."""
-        limits = job["limits"]
         code, typing_used = self._code(job["solution"])
-        frame = marshal.dumps((workdir, home, int(job["timeout"]) + 1,
-                               tuple((number, int(limits[name])) for name, number in _RLIMITS),
-                               code, names, typing_used))
+        frame = marshal.dumps((workdir, home, isolation.rlimits(job["limits"], int(job["timeout"]) + 1), code,
+                               names, typing_used))
         data = memoryview(len(frame).to_bytes(4, "little") + frame)
         self.solution = None
         while data:
@@ -190,11 +185,7 @@ def _become_forker(fds: dict[int, int], budget, pid_namespace: bool) -> None:
     """In the new forker: into the sample's cgroup (its children are born there), fds in place, the rest closed."""
     if budget:
         budget.join()
-    # Out of the way first (above every target number), then in place: no target overwrites a source.
-    high = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for target, fd in fds.items()}
-    for target, fd in high.items():
-        os.dup2(fd, target)
-    os.closerange(max(fds) + 1, MAX_FD)
+    isolation.place_fds(fds)
     isolation.not_dumpable()  # no ptrace and no /proc/PID/mem for a same-uid sample (where samples run as root)
     if not pid_namespace:
         isolation.die_with_parent()  # inside a PID namespace the kernel kills us with the worker, its init
@@ -242,7 +233,7 @@ def _serve(uid: int | None, budget: bool, pid_namespace: bool) -> None:
             if not chunk:
                 os._exit(0)
             frame += chunk
-        workdir, home, cpu_seconds, limits, solution, names, typing_used = marshal.loads(frame)
+        workdir, home, limits, solution, names, typing_used = marshal.loads(frame)
         del frame
         if typing_used:
             typehints.warm(typing_used, made)
@@ -253,8 +244,7 @@ def _serve(uid: int | None, budget: bool, pid_namespace: bool) -> None:
         pid = fork()
         if pid == 0:
             try:
-                _solution_process(workdir, home, uid, cpu_seconds, limits, solution, names, budget,
-                                  pid_namespace)
+                _solution_process(workdir, home, uid, limits, solution, names, budget, pid_namespace)
             finally:
                 os._exit(70)
         if pid < 0:  # refused (the process or memory budget): the sample cannot run
@@ -267,9 +257,9 @@ def _serve(uid: int | None, budget: bool, pid_namespace: bool) -> None:
         del solution, names
 
 
-def _solution_process(workdir, home, uid, cpu_seconds, limits, solution, names, budget, pid_namespace) -> None:
-    """In a sample's solution process: the forker's pipes closed, its folder, budget, limits and uid; then the
-    solution (fds 1 stdout, 2 stderr, 3 from the judge, 4 to the judge, inherited in place)."""
+def _solution_process(workdir, home, uid, limits, solution, names, budget, pid_namespace) -> None:
+    """In a sample's solution process: the forker's pipes closed, its folder, budget, limits (isolation.rlimits)
+    and uid; then the solution (fds 1 stdout, 2 stderr, 3 from the judge, 4 to the judge, inherited in place)."""
     try:
         os.closerange(_JOBS, MAX_FD)
         if not pid_namespace:
@@ -285,15 +275,9 @@ def _solution_process(workdir, home, uid, cpu_seconds, limits, solution, names, 
             fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
             os.write(fd, b"1000")
             os.close(fd)
-        setrlimit = resource.setrlimit
-        for number, value in limits:
-            setrlimit(number, (value, value))
-        setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))  # a backstop behind the wall-clock deadline
-        setrlimit(resource.RLIMIT_CORE, (0, 0))
+        isolation.set_rlimits(limits)
         if uid:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
+            isolation.drop_privileges(uid)
         if not pid_namespace:
             isolation.die_with_parent()
     except BaseException:  # noqa: BLE001 - a child must never fall back into the forker's loop

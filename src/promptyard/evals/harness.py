@@ -40,7 +40,6 @@ MESSAGE_MAX = 64 * 1024
 PRISTINE_BUILTINS = dict(builtins.__dict__)
 globals().update({name: value for name, value in PRISTINE_BUILTINS.items() if not name.startswith("__")})
 _MODULE = type(sys)
-
 # What a value may fail with on its way into a frame (a hostile container, a cycle, a huge value).
 _ENCODE_ERRORS = (Unsendable, RecursionError, MemoryError, OverflowError, ValueError, TypeError)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import resource
 
@@ -181,17 +182,38 @@ def claim_uid() -> int:
     raise OSError("no free sandbox uid")
 
 
-def apply_limits(limits: dict, cpu_seconds: int) -> None:
-    """Set the rlimits from a `Limits.to_dict()`; the CPU limit is a backstop behind the wall-clock timeout."""
-    for name, value in (
-        (resource.RLIMIT_AS, limits["address_space"]),
-        (resource.RLIMIT_CPU, cpu_seconds),
-        (resource.RLIMIT_FSIZE, limits["file_size"]),
-        (resource.RLIMIT_NOFILE, limits["open_files"]),
-        (resource.RLIMIT_NPROC, limits["processes"]),
+def rlimits(limits: dict, cpu_seconds: int) -> tuple[tuple[int, int], ...]:
+    """(resource, value) for each rlimit a sandboxed process gets, from a `Limits.to_dict()`; the CPU limit is a
+    backstop behind the wall-clock timeout."""
+    return (
+        (resource.RLIMIT_AS, int(limits["address_space"])),
+        (resource.RLIMIT_CPU, int(cpu_seconds)),
+        (resource.RLIMIT_FSIZE, int(limits["file_size"])),
+        (resource.RLIMIT_NOFILE, int(limits["open_files"])),
+        (resource.RLIMIT_NPROC, int(limits["processes"])),
         (resource.RLIMIT_CORE, 0),
-    ):
+    )
+
+
+def set_rlimits(pairs) -> None:
+    """Set each (resource, value) of `rlimits()`, soft and hard."""
+    for name, value in pairs:
         resource.setrlimit(name, (value, value))
+
+
+def apply_limits(limits: dict, cpu_seconds: int) -> None:
+    """Set the rlimits from a `Limits.to_dict()` (see rlimits)."""
+    set_rlimits(rlimits(limits, cpu_seconds))
+
+
+def place_fds(targets: dict[int, int]) -> None:
+    """Put each fd where `targets` ({target: fd}) says and close every fd above the highest target (0 and the
+    numbers not named stay as they are)."""
+    # Out of the way first (above every target number), then in place: no target overwrites a source.
+    high = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for target, fd in targets.items()}
+    for target, fd in high.items():
+        os.dup2(fd, target)
+    os.closerange(max(targets) + 1, 1 << 16)
 
 
 def drop_privileges(uid: int) -> None:

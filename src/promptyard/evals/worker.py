@@ -8,7 +8,6 @@ costs in proportion to the memory mapped.
 
 from __future__ import annotations
 
-import fcntl
 import marshal
 import os
 import resource
@@ -52,11 +51,7 @@ def _lock_down(job: dict, folder: str, uid, fds: list[int]) -> None:
     if not STATE["pid_namespace"]:
         os.setsid()  # its own process group, like a solution's
     os.chdir(folder)
-    # Out of the way first (above every target number), then in place: no target overwrites a source.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in fds]
-    for target, fd in enumerate(high, start=1):
-        os.dup2(fd, target)
-    os.closerange(len(fds) + 1, 1 << 16)
+    isolation.place_fds(dict(enumerate(fds, start=1)))
     # The judge serves many samples: no CPU-time limit of its own (each sample's deadline stops it).
     isolation.apply_limits(job["limits"], cpu_seconds=resource.RLIM_INFINITY)
     if uid:
@@ -311,9 +306,9 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - report harness trouble as a crash, keep serving
             result = {"verdict": "crashed", "detail": f"sandbox error: {exc!r}", "isolation": None}
         result["id"] = job.get("id")
-        if result.get("isolation") is STATE["isolation_report"] and reported:
-            del result["isolation"]  # the same report as in an earlier result: the scorer keeps that one
-        elif result.get("isolation") is STATE["isolation_report"]:
+        if result.get("isolation") is STATE["isolation_report"]:
+            if reported:
+                del result["isolation"]  # the same report as in an earlier result: the scorer keeps that one
             reported = True
         write_frame(out, result)
     # Stopped and reaped here (not left to the kernel when the namespace's init exits), so that their CPU time
