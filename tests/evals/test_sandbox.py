@@ -102,6 +102,25 @@ def test_sources_the_compiler_refuses_or_too_big_to_precompile(sandbox):
     assert run(sandbox, big, "assert f(2) == 3\n").verdict == "failed"
 
 
+def test_packages_installed_under_tmp_stay_importable(monkeypatch):
+    # A checkout (and its virtualenv) in /tmp: the sandbox's own /tmp must not hide its site-packages.
+    folder = tempfile.mkdtemp(prefix="promptyard-venv-", dir="/tmp")
+    try:
+        site = os.path.join(folder, "lib", "site-packages")
+        os.makedirs(site)
+        Path(site, "probe_package_in_tmp.py").write_text("VALUE = 41\n")
+        os.chmod(folder, 0o755)
+        for path in (os.path.join(folder, "lib"), site):
+            os.chmod(path, 0o755)
+        monkeypatch.syspath_prepend(site)
+        with Sandbox(1) as box:
+            result = box.run(Program("import probe_package_in_tmp\nx = probe_package_in_tmp.VALUE + 1\n",
+                                     "assert x == 42\n"))
+        assert result.verdict == "passed", result.detail
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_isolation_is_reported(sandbox):
     result = run(sandbox, "import numpy\nassert numpy.arange(4).sum() == 6\n")
     assert result.verdict == "passed"

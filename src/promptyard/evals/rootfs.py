@@ -74,15 +74,17 @@ def build(new_root: str, prefixes: list[str], site: list[str], tmp_size: str, sc
         elif os.path.exists(path):
             _placeholder(path, new_root + path)
             _bind_read_only(path, new_root + path)
-    for path in interpreter_folders(prefixes, site):
-        _placeholder(path, new_root + path)
-        _bind_read_only(path, new_root + path)
+    # The private tmpfs folders before the interpreter's: an interpreter or virtualenv that lives under /tmp (a
+    # checkout in /tmp) is bound on top of the private /tmp, not hidden under it.
     _devices(new_root)
     for folder in ("/tmp", "/var/tmp"):
         os.makedirs(new_root + folder, exist_ok=True)
         _mount("tmpfs", new_root + folder, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmp_size},nr_inodes=16k")
     os.makedirs(new_root + SANDBOX)
     _mount("tmpfs", new_root + SANDBOX, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0711,size={scratch_size}")
+    for path in interpreter_folders(prefixes, site):
+        _placeholder(path, new_root + path)
+        _bind_read_only(path, new_root + path)
     os.makedirs(new_root + "/proc")
     if proc:
         try:
